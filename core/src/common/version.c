@@ -1,0 +1,8 @@
+/* The version of the library that is actually loaded. */
+#include <atbus/version.h>
+
+const char *
+atbus_version(void)
+{
+    return ATBUS_VERSION_STRING;
+}
