@@ -37,6 +37,7 @@ enum atbus_err {
     ATBUS_ECONNRESET = -16,
     ATBUS_EADDRINUSE = -17,
     ATBUS_EADDRINVAL = -18, /* an address URL is malformed */
+    ATBUS_ENOSPC = -19,     /* no room: shared memory or disk too small */
 
     /* Wire format (frames received from a peer). */
     ATBUS_ETRUNCATED = -100,       /* input ends inside a value */

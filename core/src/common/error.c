@@ -33,6 +33,8 @@ static const struct err_entry err_table[] = {
     {ATBUS_ECONNRESET, "ATBUS_ECONNRESET", "connection reset by peer"},
     {ATBUS_EADDRINUSE, "ATBUS_EADDRINUSE", "address already in use"},
     {ATBUS_EADDRINVAL, "ATBUS_EADDRINVAL", "malformed address"},
+    {ATBUS_ENOSPC, "ATBUS_ENOSPC",
+     "no space left (shared memory or disk too small)"},
     {ATBUS_ETRUNCATED, "ATBUS_ETRUNCATED", "input ends inside a value"},
     {ATBUS_EVARINT, "ATBUS_EVARINT", "malformed varint"},
     {ATBUS_EFRAME_VERSION, "ATBUS_EFRAME_VERSION",

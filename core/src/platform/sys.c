@@ -85,6 +85,8 @@ atb_sys_error(int errnum)
         return ATBUS_ENOTFOUND;
     case EEXIST:
         return ATBUS_EEXIST;
+    case ENOSPC:
+        return ATBUS_ENOSPC;
     case ETIMEDOUT:
         return ATBUS_ETIMEDOUT;
     case EACCES:
