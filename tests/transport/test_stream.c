@@ -1,0 +1,528 @@
+/*
+ * Stream transports (unix path, unix abstract, TCP over IPv4 and IPv6):
+ * exchange in order with content checks, refused connects, duplicate
+ * binds, a stale unix socket file, garbage from a raw socket, frames at
+ * and over the size limit, close with sends pending, and backpressure.
+ * Every case runs against every stream transport.
+ */
+#include <atbus/atbus.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "loop/loop.h"
+#include "testing.h"
+#include "transport/stream/stream.h"
+#include "transport/transport.h"
+
+/* Each test gets fresh addresses (pid + counter) so forked tests never
+ * collide. Port 0 is not allowed in URLs, so TCP ports come from the
+ * kernel via a probe bind. */
+static int
+free_tcp_port(int family)
+{
+    int fd = socket(family, SOCK_STREAM, 0);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t len;
+    if (family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        len = sizeof(*a);
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_addr = in6addr_loopback;
+        len = sizeof(*a);
+    }
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&ss, len), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    int port = family == AF_INET
+                   ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                   : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    close(fd);
+    return port;
+}
+
+enum { T_UNIX, T_ABSTRACT, T_IPV4, T_IPV6, T_COUNT };
+
+static void
+make_url(int kind, char *buf, size_t n)
+{
+    static int counter;
+    counter++;
+    switch (kind) {
+    case T_UNIX:
+        snprintf(buf, n, "unix:///tmp/atbus-test-%d-%d.sock", (int)getpid(),
+                 counter);
+        break;
+    case T_ABSTRACT:
+        snprintf(buf, n, "unix://@atbus-test-%d-%d", (int)getpid(), counter);
+        break;
+    case T_IPV4:
+        snprintf(buf, n, "ipv4://127.0.0.1:%d", free_tcp_port(AF_INET));
+        break;
+    default:
+        snprintf(buf, n, "ipv6://[::1]:%d", free_tcp_port(AF_INET6));
+        break;
+    }
+}
+
+/* One side of a test: the connection it holds and what it saw. */
+struct side {
+    atb_conn *conn;
+    int opened;
+    int closed;
+    int close_reason;
+    int writable;
+    uint64_t next_seq; /* expected sequence number of the next frame */
+    uint64_t frames;
+    int bad;
+    size_t last_len;
+};
+
+struct world {
+    atb_loop *loop;
+    atb_listener *listener;
+    struct side client;
+    struct side server;
+    int accepted;
+    int listen_errors;
+};
+
+/* Frames carry (seq, len, pattern from seq) so order and content are
+ * checked byte for byte; the message is not protobuf here: the transport
+ * only checks framing. */
+static size_t
+make_frame(uint64_t seq, size_t mlen, uint8_t *out, size_t cap)
+{
+    uint8_t *msg = malloc(mlen + 8);
+    for (size_t i = 0; i < mlen; i++) {
+        msg[i] = (uint8_t)(seq * 31 + i);
+    }
+    if (mlen >= 8) {
+        memcpy(msg, &seq, 8);
+    }
+    size_t w = 0;
+    ck_assert_int_eq(atb_frame_wrap(3, msg, mlen, out, cap, &w), ATBUS_OK);
+    free(msg);
+    return w;
+}
+
+static void
+side_on_open(atb_conn *c, void *arg)
+{
+    (void)c;
+    ((struct side *)arg)->opened++;
+}
+
+static void
+side_on_frame(atb_conn *c, const atb_frame_view *f, void *arg)
+{
+    (void)c;
+    struct side *s = arg;
+    s->last_len = f->message_len;
+    if (f->message_len >= 8) {
+        uint64_t seq;
+        memcpy(&seq, f->message, 8);
+        if (seq != s->next_seq) {
+            s->bad++;
+        }
+        for (size_t i = 8; i < f->message_len; i++) {
+            if (f->message[i] != (uint8_t)(seq * 31 + i)) {
+                s->bad++;
+                break;
+            }
+        }
+        s->next_seq = seq + 1;
+    }
+    s->frames++;
+}
+
+static void
+side_on_writable(atb_conn *c, void *arg)
+{
+    (void)c;
+    ((struct side *)arg)->writable++;
+}
+
+static void
+side_on_close(atb_conn *c, int reason, void *arg)
+{
+    (void)c;
+    struct side *s = arg;
+    s->closed++;
+    s->close_reason = reason;
+}
+
+static const atb_conn_cbs side_cbs = {
+    .on_open = side_on_open,
+    .on_frame = side_on_frame,
+    .on_writable = side_on_writable,
+    .on_close = side_on_close,
+};
+
+static void
+world_on_accept(atb_listener *l, atb_conn *c, void *arg)
+{
+    (void)l;
+    struct world *w = arg;
+    w->accepted++;
+    if (w->server.conn != NULL) {
+        atb_conn_close(c); /* tests use one server connection */
+        atb_conn_set_cbs(c, &(atb_conn_cbs){0}, NULL);
+        return;
+    }
+    w->server.conn = c;
+    atb_conn_set_cbs(c, &side_cbs, &w->server);
+}
+
+static void
+world_on_error(atb_listener *l, int err, void *arg)
+{
+    (void)l;
+    (void)err;
+    ((struct world *)arg)->listen_errors++;
+}
+
+static const atb_listener_cbs world_lcbs = {
+    .on_accept = world_on_accept,
+    .on_error = world_on_error,
+};
+
+/* world_until turns the loop until *flag is reached or 5 s pass. */
+static void
+world_until(struct world *w, const int *flag, int want)
+{
+    for (int i = 0; i < 5000 && *flag < want; i++) {
+        ck_assert_int_eq(atb_loop_poll(w->loop, 1), ATBUS_OK);
+    }
+    ck_assert_msg(*flag >= want, "condition not reached");
+}
+
+static void
+world_open(struct world *w, int kind, const atb_transport_config *cfg)
+{
+    memset(w, 0, sizeof(*w));
+    ck_assert_int_eq(atb_loop_new(&w->loop), ATBUS_OK);
+    char url[160];
+    make_url(kind, url, sizeof(url));
+    ck_assert_int_eq(
+        atb_listen(w->loop, url, cfg, &world_lcbs, w, &w->listener), ATBUS_OK);
+    ck_assert_int_eq(
+        atb_dial(w->loop, url, cfg, &side_cbs, &w->client, &w->client.conn),
+        ATBUS_OK);
+    world_until(w, &w->client.opened, 1);
+    world_until(w, &w->accepted, 1);
+}
+
+static void
+world_close(struct world *w)
+{
+    atb_conn_free(w->client.conn);
+    atb_conn_free(w->server.conn);
+    atb_listener_close(w->listener);
+    /* Let deferred closes of other accepted connections run, then free. */
+    atb_loop_poll(w->loop, 0);
+    atb_loop_free(w->loop);
+}
+
+START_TEST(test_exchange_in_order)
+{
+    struct world w;
+    world_open(&w, _i, NULL);
+    uint8_t buf[4096];
+    uint64_t rng = 1;
+    const uint64_t n = 20000;
+    uint64_t sent = 0;
+    while (sent < n) {
+        /* Bursts of up to 64 frames per turn, 8 to 3000 bytes each. */
+        for (int b = 0; b < 64 && sent < n; b++) {
+            size_t mlen = 8 + (size_t)(atb_test_rng(&rng) % 3000);
+            size_t flen = make_frame(sent, mlen, buf, sizeof(buf));
+            struct iovec iov = {.iov_base = buf, .iov_len = flen};
+            int rc = atb_conn_send(w.client.conn, &iov, 1);
+            if (rc == ATBUS_EWOULDBLOCK) {
+                break;
+            }
+            ck_assert_int_eq(rc, ATBUS_OK);
+            /* Echo direction too: the server sends the same sequence. */
+            ck_assert_int_eq(atb_conn_send(w.server.conn, &iov, 1), ATBUS_OK);
+            sent++;
+        }
+        ck_assert_int_eq(atb_loop_poll(w.loop, 0), ATBUS_OK);
+    }
+    for (int i = 0; i < 10000 && (w.server.frames < n || w.client.frames < n);
+         i++) {
+        ck_assert_int_eq(atb_loop_poll(w.loop, 1), ATBUS_OK);
+    }
+    ck_assert_uint_eq(w.server.frames, n);
+    ck_assert_uint_eq(w.client.frames, n);
+    ck_assert_int_eq(w.server.bad, 0);
+    ck_assert_int_eq(w.client.bad, 0);
+    /* Batching: far fewer writes than frames. */
+    ck_assert_uint_lt(w.client.conn->stats.syscalls_out, n / 4);
+    ck_assert_uint_eq(w.client.conn->stats.frames_out, n);
+    ck_assert_uint_eq(w.server.conn->stats.frames_in, n);
+    world_close(&w);
+}
+END_TEST
+
+START_TEST(test_connect_refused)
+{
+    atb_loop *loop;
+    ck_assert_int_eq(atb_loop_new(&loop), ATBUS_OK);
+    char url[160];
+    make_url(_i, url, sizeof(url));
+    struct side s = {0};
+    ck_assert_int_eq(atb_dial(loop, url, NULL, &side_cbs, &s, &s.conn),
+                     ATBUS_OK);
+    for (int i = 0; i < 5000 && s.closed == 0; i++) {
+        atb_loop_poll(loop, 1);
+    }
+    ck_assert_int_eq(s.closed, 1);
+    ck_assert_int_eq(s.opened, 0);
+    ck_assert_int_eq(s.close_reason, ATBUS_ECONNREFUSED);
+    uint8_t b[16];
+    struct iovec iov = {.iov_base = b, .iov_len = 8};
+    ck_assert_int_eq(atb_conn_send(s.conn, &iov, 1), ATBUS_ECLOSED);
+    atb_conn_free(s.conn);
+    atb_loop_free(loop);
+}
+END_TEST
+
+START_TEST(test_duplicate_bind)
+{
+    struct world w;
+    world_open(&w, _i, NULL);
+    char url[160];
+    atb_url_format(&w.listener->url, url, sizeof(url));
+    atb_listener *second = NULL;
+    ck_assert_int_eq(atb_listen(w.loop, url, NULL, &world_lcbs, &w, &second),
+                     ATBUS_EADDRINUSE);
+    ck_assert_ptr_null(second);
+    world_close(&w);
+}
+END_TEST
+
+START_TEST(test_unix_stale_socket_reused)
+{
+    char url[160];
+    make_url(T_UNIX, url, sizeof(url));
+    const char *path = url + strlen("unix://");
+    /* A socket file whose listener is gone. */
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    strcpy(a.sun_path, path);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    close(fd);
+    ck_assert_int_eq(access(path, F_OK), 0);
+    atb_loop *loop;
+    ck_assert_int_eq(atb_loop_new(&loop), ATBUS_OK);
+    atb_listener *l = NULL;
+    ck_assert_int_eq(atb_listen(loop, url, NULL, &world_lcbs, NULL, &l),
+                     ATBUS_OK);
+    atb_listener_close(l);
+    /* Closing the listener removes the path. */
+    ck_assert_int_ne(access(path, F_OK), 0);
+    atb_loop_free(loop);
+}
+END_TEST
+
+START_TEST(test_garbage_closes_only_that_connection)
+{
+    struct world w;
+    char url[160];
+    atb_url u;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    world_open(&w, _i, NULL);
+    atb_url_format(&w.listener->url, url, sizeof(url));
+    ck_assert_int_eq(atb_url_parse(url, &u, NULL), ATBUS_OK);
+    if (u.scheme == ATB_URL_UNIX) {
+        atb_url_sockaddr_un(&u, &ss, &len);
+    } else {
+        ss = u.addr;
+        len = u.addr_len;
+    }
+    /* The established pair moves aside; the raw socket's server side
+     * becomes w.server. */
+    atb_conn *keep = w.server.conn;
+    struct side keep_side = w.server;
+    atb_conn_set_cbs(keep, &side_cbs, &keep_side);
+    memset(&w.server, 0, sizeof(w.server));
+    int raw = socket(ss.ss_family, SOCK_STREAM, 0);
+    ck_assert_int_eq(connect(raw, (struct sockaddr *)&ss, len), 0);
+    world_until(&w, &w.accepted, 2);
+    static const char junk[] = "GET / HTTP/1.1\r\n\r\n";
+    ck_assert_int_eq(write(raw, junk, sizeof(junk) - 1),
+                     (ssize_t)sizeof(junk) - 1);
+    world_until(&w, &w.server.closed, 1);
+    /* 'G' (0x47) is read as version 71. */
+    ck_assert_int_eq(w.server.close_reason, ATBUS_EFRAME_VERSION);
+    /* The other connection still works. */
+    uint8_t buf[64];
+    size_t flen = make_frame(0, 16, buf, sizeof(buf));
+    struct iovec iov = {.iov_base = buf, .iov_len = flen};
+    ck_assert_int_eq(atb_conn_send(w.client.conn, &iov, 1), ATBUS_OK);
+    world_until(&w, (const int *)&keep_side.frames, 1);
+    ck_assert_int_eq(keep_side.bad, 0);
+    close(raw);
+    atb_conn_free(keep);
+    world_close(&w);
+}
+END_TEST
+
+START_TEST(test_frame_size_limits)
+{
+    atb_transport_config cfg;
+    atb_transport_config_default(&cfg);
+    cfg.max_frame_message = 100000;
+    struct world w;
+    world_open(&w, _i, &cfg);
+    size_t cap = 200100;
+    uint8_t *buf = malloc(cap);
+    /* Exactly at the limit: delivered. */
+    size_t flen = make_frame(0, 100000, buf, cap);
+    struct iovec iov = {.iov_base = buf, .iov_len = flen};
+    ck_assert_int_eq(atb_conn_send(w.client.conn, &iov, 1), ATBUS_OK);
+    world_until(&w, (const int *)&w.server.frames, 1);
+    ck_assert_uint_eq(w.server.last_len, 100000);
+    ck_assert_int_eq(w.server.bad, 0);
+    /* Over the limit: the sender refuses it. */
+    flen = make_frame(1, 100001, buf, cap);
+    iov.iov_len = flen;
+    ck_assert_int_eq(atb_conn_send(w.client.conn, &iov, 1), ATBUS_EMSGSIZE);
+    world_close(&w);
+
+    /* A receiver with a smaller limit than the sender closes with
+     * TOO_LARGE. */
+    atb_transport_config small = cfg;
+    small.max_frame_message = 1000;
+    memset(&w, 0, sizeof(w));
+    ck_assert_int_eq(atb_loop_new(&w.loop), ATBUS_OK);
+    char url[160];
+    make_url(_i, url, sizeof(url));
+    ck_assert_int_eq(
+        atb_listen(w.loop, url, &small, &world_lcbs, &w, &w.listener),
+        ATBUS_OK);
+    ck_assert_int_eq(
+        atb_dial(w.loop, url, &cfg, &side_cbs, &w.client, &w.client.conn),
+        ATBUS_OK);
+    world_until(&w, &w.accepted, 1);
+    world_until(&w, &w.client.opened, 1);
+    flen = make_frame(0, 5000, buf, cap);
+    iov.iov_len = flen;
+    ck_assert_int_eq(atb_conn_send(w.client.conn, &iov, 1), ATBUS_OK);
+    world_until(&w, &w.server.closed, 1);
+    ck_assert_int_eq(w.server.close_reason, ATBUS_EFRAME_TOO_LARGE);
+    ck_assert_uint_eq(w.server.frames, 0);
+    /* The client sees its peer go away. */
+    world_until(&w, &w.client.closed, 1);
+    ck_assert_int_eq(w.client.close_reason, ATBUS_ECONNRESET);
+    free(buf);
+    world_close(&w);
+}
+END_TEST
+
+START_TEST(test_close_with_sends_pending)
+{
+    struct world w;
+    world_open(&w, _i, NULL);
+    uint8_t buf[256];
+    size_t flen = make_frame(0, 200, buf, sizeof(buf));
+    struct iovec iov = {.iov_base = buf, .iov_len = flen};
+    for (int i = 0; i < 100; i++) {
+        ck_assert_int_eq(atb_conn_send(w.client.conn, &iov, 1), ATBUS_OK);
+    }
+    /* Closed before the loop turned: nothing was written. */
+    atb_conn_close(w.client.conn);
+    atb_conn_close(w.client.conn);        /* idempotent */
+    ck_assert_int_eq(w.client.closed, 0); /* on_close comes from the loop */
+    ck_assert_int_eq(atb_conn_send(w.client.conn, &iov, 1), ATBUS_ECLOSED);
+    world_until(&w, &w.client.closed, 1);
+    ck_assert_int_eq(w.client.close_reason, ATBUS_ECLOSED);
+    world_until(&w, &w.server.closed, 1);
+    ck_assert_int_eq(w.server.close_reason, ATBUS_ECONNRESET);
+    ck_assert_uint_eq(w.server.frames, 0);
+    world_close(&w);
+}
+END_TEST
+
+START_TEST(test_backpressure_and_writable)
+{
+    atb_transport_config cfg;
+    atb_transport_config_default(&cfg);
+    cfg.send_buffer_limit = 64 * 1024;
+    struct world w;
+    world_open(&w, _i, &cfg);
+    /* The server stops reading: the client must hit EWOULDBLOCK once the
+     * kernel buffers and its own queue are full. */
+    atb_stream_conn *server = (atb_stream_conn *)w.server.conn;
+    atb_io_cb server_cb = server->io.cb;
+    atb_io_stop(&server->io);
+    uint8_t buf[2048];
+    uint64_t seq = 0;
+    int blocked = 0;
+    for (int turn = 0; turn < 100000 && !blocked; turn++) {
+        size_t flen = make_frame(seq, 2000, buf, sizeof(buf));
+        struct iovec iov = {.iov_base = buf, .iov_len = flen};
+        int rc = atb_conn_send(w.client.conn, &iov, 1);
+        if (rc == ATBUS_EWOULDBLOCK) {
+            blocked = 1;
+        } else {
+            ck_assert_int_eq(rc, ATBUS_OK);
+            seq++;
+        }
+        if (turn % 16 == 0) {
+            atb_loop_poll(w.loop, 0);
+        }
+    }
+    ck_assert(blocked);
+    ck_assert_uint_ge(w.client.conn->stats.sends_would_block, 1);
+    ck_assert_int_eq(w.client.writable, 0);
+    /* The server reads again: everything arrives, then writable fires. */
+    ck_assert_int_eq(atb_io_start(w.loop, &server->io, server->fd, ATB_IO_READ,
+                                  server_cb, server),
+                     ATBUS_OK);
+    world_until(&w, &w.client.writable, 1);
+    for (int i = 0; i < 5000 && w.server.frames < seq; i++) {
+        atb_loop_poll(w.loop, 1);
+    }
+    ck_assert_uint_eq(w.server.frames, seq);
+    ck_assert_int_eq(w.server.bad, 0);
+    world_close(&w);
+}
+END_TEST
+
+static Suite *
+stream_suite(void)
+{
+    Suite *s = suite_create("stream_transport");
+    TCase *tc = atb_test_case("stream_transport", 60);
+    tcase_add_loop_test(tc, test_exchange_in_order, 0, T_COUNT);
+    tcase_add_loop_test(tc, test_connect_refused, 0, T_COUNT);
+    tcase_add_loop_test(tc, test_duplicate_bind, 0, T_COUNT);
+    tcase_add_test(tc, test_unix_stale_socket_reused);
+    tcase_add_loop_test(tc, test_garbage_closes_only_that_connection, 0,
+                        T_COUNT);
+    tcase_add_loop_test(tc, test_frame_size_limits, 0, T_COUNT);
+    tcase_add_loop_test(tc, test_close_with_sends_pending, 0, T_COUNT);
+    tcase_add_loop_test(tc, test_backpressure_and_writable, 0, T_COUNT);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    return atb_test_run(stream_suite());
+}
