@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "common/alloc.h"
+#include "fault_sys.h"
 
 static long testing_live_before;
 
@@ -13,6 +14,7 @@ static void
 testing_leak_setup(void)
 {
     atb_alloc_fail_nth(0);
+    atb_fault_reset();
     testing_live_before = atb_alloc_live();
 }
 
@@ -20,6 +22,7 @@ static void
 testing_leak_teardown(void)
 {
     atb_alloc_fail_nth(0);
+    atb_fault_reset();
     ck_assert_msg(atb_alloc_live() == testing_live_before,
                   "leak: %ld atb_malloc blocks still live after the test",
                   atb_alloc_live() - testing_live_before);

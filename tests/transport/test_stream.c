@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "fault_sys.h"
 #include "loop/loop.h"
 #include "testing.h"
 #include "transport/stream/stream.h"
@@ -503,6 +504,144 @@ START_TEST(test_backpressure_and_writable)
 }
 END_TEST
 
+/* fault_exchange sends n frames client -> server under whatever faults
+ * are armed and checks that all arrive intact and in order. */
+static void
+fault_exchange(struct world *w, uint64_t n)
+{
+    uint8_t buf[2048];
+    for (uint64_t seq = 0; seq < n; seq++) {
+        size_t flen =
+            make_frame(seq, 100 + (size_t)(seq % 1500), buf, sizeof(buf));
+        struct iovec iov = {.iov_base = buf, .iov_len = flen};
+        ck_assert_int_eq(atb_conn_send(w->client.conn, &iov, 1), ATBUS_OK);
+        if (seq % 8 == 0) {
+            ck_assert_int_eq(atb_loop_poll(w->loop, 0), ATBUS_OK);
+        }
+    }
+    for (int i = 0; i < 5000 && w->server.frames < n; i++) {
+        ck_assert_int_eq(atb_loop_poll(w->loop, 1), ATBUS_OK);
+    }
+    ck_assert_uint_eq(w->server.frames, n);
+    ck_assert_int_eq(w->server.bad, 0);
+    ck_assert_int_eq(w->server.closed, 0);
+    ck_assert_int_eq(w->client.closed, 0);
+}
+
+START_TEST(test_fault_write_eagain_eintr_short)
+{
+    struct world w;
+    world_open(&w, _i, NULL);
+    /* EAGAIN twice, EINTR twice, then 40 writes of at most 7 bytes. */
+    atb_fault_arm(ATB_FAULT_WRITEV, 0, 2, EAGAIN, 0);
+    fault_exchange(&w, 50);
+    ck_assert_uint_eq(atb_fault_fired(ATB_FAULT_WRITEV), 2);
+    atb_fault_arm(ATB_FAULT_WRITEV, 0, 2, EINTR, 0);
+    w.server.frames = 0;
+    w.server.next_seq = 0;
+    fault_exchange(&w, 50);
+    ck_assert_uint_eq(atb_fault_fired(ATB_FAULT_WRITEV), 2);
+    atb_fault_arm(ATB_FAULT_WRITEV, 0, 40, 0, 7);
+    w.server.frames = 0;
+    w.server.next_seq = 0;
+    fault_exchange(&w, 50);
+    ck_assert_uint_eq(atb_fault_fired(ATB_FAULT_WRITEV), 40);
+    world_close(&w);
+}
+END_TEST
+
+START_TEST(test_fault_read_eintr_short)
+{
+    struct world w;
+    world_open(&w, _i, NULL);
+    /* Reads of 1..3 bytes split every header and hash. */
+    atb_fault_arm(ATB_FAULT_READV, 0, 3, EINTR, 0);
+    fault_exchange(&w, 20);
+    ck_assert_uint_eq(atb_fault_fired(ATB_FAULT_READV), 3);
+    atb_fault_arm(ATB_FAULT_READV, 0, 100000, 0, 3);
+    w.server.frames = 0;
+    w.server.next_seq = 0;
+    fault_exchange(&w, 30);
+    ck_assert_uint_gt(atb_fault_fired(ATB_FAULT_READV), 1000);
+    world_close(&w);
+}
+END_TEST
+
+START_TEST(test_fault_reset_by_peer)
+{
+    struct world w;
+    world_open(&w, _i, NULL);
+    /* A read fails with ECONNRESET: that connection ends with the reason,
+     * the listener and the other side carry on. */
+    atb_fault_arm(ATB_FAULT_READV, 0, 1, ECONNRESET, 0);
+    uint8_t buf[128];
+    size_t flen = make_frame(0, 64, buf, sizeof(buf));
+    struct iovec iov = {.iov_base = buf, .iov_len = flen};
+    ck_assert_int_eq(atb_conn_send(w.client.conn, &iov, 1), ATBUS_OK);
+    world_until(&w, &w.server.closed, 1);
+    ck_assert_int_eq(w.server.close_reason, ATBUS_ECONNRESET);
+    world_until(&w, &w.client.closed, 1);
+    ck_assert_int_eq(w.client.close_reason, ATBUS_ECONNRESET);
+    world_close(&w);
+
+    /* A write fails with EPIPE: reported as ECONNRESET too. */
+    world_open(&w, _i, NULL);
+    atb_fault_arm(ATB_FAULT_WRITEV, 0, 1, EPIPE, 0);
+    ck_assert_int_eq(atb_conn_send(w.client.conn, &iov, 1), ATBUS_OK);
+    world_until(&w, &w.client.closed, 1);
+    ck_assert_int_eq(w.client.close_reason, ATBUS_ECONNRESET);
+    world_close(&w);
+}
+END_TEST
+
+START_TEST(test_fault_accept_out_of_descriptors)
+{
+    /* accept4 fails with EMFILE: the listener reports it, pauses, and
+     * accepts the waiting connection afterwards. */
+    struct world w;
+    memset(&w, 0, sizeof(w));
+    ck_assert_int_eq(atb_loop_new(&w.loop), ATBUS_OK);
+    char url[160];
+    make_url(_i, url, sizeof(url));
+    ck_assert_int_eq(
+        atb_listen(w.loop, url, NULL, &world_lcbs, &w, &w.listener), ATBUS_OK);
+    atb_fault_arm(ATB_FAULT_ACCEPT4, 0, 1, EMFILE, 0);
+    ck_assert_int_eq(
+        atb_dial(w.loop, url, NULL, &side_cbs, &w.client, &w.client.conn),
+        ATBUS_OK);
+    world_until(&w, &w.listen_errors, 1);
+    ck_assert_int_eq(w.accepted, 0);
+    world_until(&w, &w.accepted, 1);
+    ck_assert_uint_eq(atb_fault_fired(ATB_FAULT_ACCEPT4), 1);
+    world_until(&w, &w.client.opened, 1);
+    fault_exchange(&w, 5);
+    world_close(&w);
+}
+END_TEST
+
+START_TEST(test_fault_connect_error)
+{
+    /* connect fails at once (ENETUNREACH): on_close reports it from the
+     * loop, never from inside atb_dial. */
+    atb_loop *loop;
+    ck_assert_int_eq(atb_loop_new(&loop), ATBUS_OK);
+    char url[160];
+    make_url(_i, url, sizeof(url));
+    atb_fault_arm(ATB_FAULT_CONNECT, 0, 1, ENETUNREACH, 0);
+    struct side s = {0};
+    ck_assert_int_eq(atb_dial(loop, url, NULL, &side_cbs, &s, &s.conn),
+                     ATBUS_OK);
+    ck_assert_int_eq(s.closed, 0);
+    for (int i = 0; i < 100 && s.closed == 0; i++) {
+        atb_loop_poll(loop, 1);
+    }
+    ck_assert_int_eq(s.closed, 1);
+    ck_assert_int_eq(s.close_reason, ATBUS_ENOROUTE);
+    atb_conn_free(s.conn);
+    atb_loop_free(loop);
+}
+END_TEST
+
 static Suite *
 stream_suite(void)
 {
@@ -518,6 +657,15 @@ stream_suite(void)
     tcase_add_loop_test(tc, test_close_with_sends_pending, 0, T_COUNT);
     tcase_add_loop_test(tc, test_backpressure_and_writable, 0, T_COUNT);
     suite_add_tcase(s, tc);
+    TCase *faults = atb_test_case("syscall_faults", 60);
+    tcase_add_loop_test(faults, test_fault_write_eagain_eintr_short, 0,
+                        T_COUNT);
+    tcase_add_loop_test(faults, test_fault_read_eintr_short, 0, T_COUNT);
+    tcase_add_loop_test(faults, test_fault_reset_by_peer, 0, T_COUNT);
+    tcase_add_loop_test(faults, test_fault_accept_out_of_descriptors, 0,
+                        T_COUNT);
+    tcase_add_loop_test(faults, test_fault_connect_error, 0, T_COUNT);
+    suite_add_tcase(s, faults);
     return s;
 }
 
