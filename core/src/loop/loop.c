@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "common/clock.h"
 #include "platform/sys.h"
 
 /* Events collected per epoll call; more simply wait for the next turn. */
@@ -45,18 +46,10 @@ struct atb_loop {
     int dispatch_pos;
 };
 
-static uint64_t
-loop_clock_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 void
 atb_loop_update_time(atb_loop *loop)
 {
-    loop->now_us = loop_clock_us();
+    loop->now_us = atb_clock_us();
 }
 
 uint64_t
@@ -396,7 +389,7 @@ atb_loop_timeout_ms(const atb_loop *loop)
     if (loop->heap_len == 0) {
         return -1;
     }
-    uint64_t now = loop_clock_us();
+    uint64_t now = atb_clock_us();
     uint64_t deadline = loop->heap[0]->deadline_us;
     if (deadline <= now) {
         return 0;
