@@ -7,6 +7,7 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -406,6 +407,60 @@ START_TEST(test_driven_by_outer_poll_loop)
 }
 END_TEST
 
+struct async_state {
+    atb_async a;
+    _Atomic unsigned long produced;
+    unsigned long seen;
+    unsigned long calls;
+};
+
+static void
+async_cb(atb_async *a, void *arg)
+{
+    (void)a;
+    struct async_state *s = arg;
+    s->calls++;
+    s->seen = atomic_load(&s->produced);
+}
+
+static void *
+async_producer(void *arg)
+{
+    struct async_state *s = arg;
+    for (int i = 0; i < 100000; i++) {
+        atomic_fetch_add(&s->produced, 1);
+        atb_async_send(&s->a);
+    }
+    return NULL;
+}
+
+START_TEST(test_async_from_another_thread)
+{
+    /* Another thread publishes 100 000 increments, each followed by a
+     * send. The loop must see the final value (no lost notification)
+     * with far fewer callbacks than sends (coalescing). */
+    atb_loop *loop = loop_make();
+    struct async_state s = {0};
+    atb_async_start(loop, &s.a, async_cb, &s);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, async_producer, &s), 0);
+    for (int i = 0; i < 100000 && s.seen < 100000; i++) {
+        ck_assert_int_eq(atb_loop_poll(loop, 100), ATBUS_OK);
+    }
+    pthread_join(th, NULL);
+    ck_assert_uint_eq(s.seen, 100000);
+    ck_assert_uint_ge(s.calls, 1);
+    ck_assert_uint_le(s.calls, 100000);
+    atb_async_stop(&s.a);
+    /* Stopped: a send no longer runs the callback. */
+    unsigned long calls = s.calls;
+    atb_async_send(&s.a);
+    ck_assert_int_eq(atb_loop_poll(loop, 0), ATBUS_OK);
+    ck_assert_uint_eq(s.calls, calls);
+    atb_loop_free(loop);
+}
+END_TEST
+
 static Suite *
 loop_suite(void)
 {
@@ -420,6 +475,7 @@ loop_suite(void)
     tcase_add_test(tc, test_deferred_fifo_and_no_starvation);
     tcase_add_test(tc, test_stop_from_another_thread);
     tcase_add_test(tc, test_driven_by_outer_poll_loop);
+    tcase_add_test(tc, test_async_from_another_thread);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -36,6 +36,9 @@ struct atb_loop {
     size_t heap_cap;
     uint64_t timer_seq;
 
+    /* Registered async handles (loop thread only). */
+    atb_async *asyncs;
+
     /* Deferred calls, FIFO. */
     atb_deferred *defer_head;
     atb_deferred *defer_tail;
@@ -334,10 +337,49 @@ static void
 loop_wake_cb(atb_io *io, unsigned events, void *arg)
 {
     (void)events;
-    (void)arg;
+    atb_loop *loop = arg;
     uint64_t v;
-    /* Drain the counter; EAGAIN means another read got it first. */
+    /* Drain the counter first: a send after this point wakes us again. */
     while (read(io->fd, &v, sizeof(v)) < 0 && errno == EINTR) {
+    }
+    atb_async *next;
+    for (atb_async *a = loop->asyncs; a != NULL; a = next) {
+        next = a->next; /* the callback may stop a */
+        if (atomic_exchange(&a->pending, 0)) {
+            a->cb(a, a->arg);
+        }
+    }
+}
+
+void
+atb_async_start(atb_loop *loop, atb_async *a, atb_async_cb cb, void *arg)
+{
+    a->loop = loop;
+    a->cb = cb;
+    a->arg = arg;
+    atomic_store(&a->pending, 0);
+    a->next = loop->asyncs;
+    loop->asyncs = a;
+}
+
+void
+atb_async_stop(atb_async *a)
+{
+    atb_async **pp = &a->loop->asyncs;
+    while (*pp != NULL && *pp != a) {
+        pp = &(*pp)->next;
+    }
+    if (*pp == a) {
+        *pp = a->next;
+    }
+    a->next = NULL;
+}
+
+void
+atb_async_send(atb_async *a)
+{
+    if (atomic_exchange(&a->pending, 1) == 0) {
+        atb_loop_wakeup(a->loop);
     }
 }
 
@@ -419,7 +461,7 @@ atb_loop_new(atb_loop **out)
         return rc;
     }
     int rc = atb_io_start(loop, &loop->wake_io, loop->wakefd, ATB_IO_READ,
-                          loop_wake_cb, NULL);
+                          loop_wake_cb, loop);
     if (rc != ATBUS_OK) {
         close(loop->wakefd);
         close(loop->epfd);

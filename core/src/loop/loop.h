@@ -30,6 +30,7 @@ typedef struct atb_loop atb_loop;
 typedef struct atb_io atb_io;
 typedef struct atb_timer atb_timer;
 typedef struct atb_deferred atb_deferred;
+typedef struct atb_async atb_async;
 
 /* Event bits for atb_io. ERROR is always reported, never requested. */
 #define ATB_IO_READ 0x1u
@@ -39,6 +40,7 @@ typedef struct atb_deferred atb_deferred;
 typedef void (*atb_io_cb)(atb_io *io, unsigned events, void *arg);
 typedef void (*atb_timer_cb)(atb_timer *timer, void *arg);
 typedef void (*atb_deferred_cb)(atb_deferred *d, void *arg);
+typedef void (*atb_async_cb)(atb_async *a, void *arg);
 
 struct atb_io {
     atb_loop *loop;
@@ -62,6 +64,16 @@ struct atb_deferred {
     atb_deferred *next;
     int queued;
     atb_deferred_cb cb;
+    void *arg;
+};
+
+/* A notification another thread can send to the loop (libuv's uv_async):
+ * sends coalesce, the callback runs on the loop thread. */
+struct atb_async {
+    atb_loop *loop;
+    atb_async *next;
+    _Atomic int pending;
+    atb_async_cb cb;
     void *arg;
 };
 
@@ -160,5 +172,20 @@ void atb_loop_defer(atb_loop *loop, atb_deferred *d, atb_deferred_cb cb,
 
 /* atb_loop_cancel removes d from the queue if it is queued. */
 void atb_loop_cancel(atb_loop *loop, atb_deferred *d);
+
+/* atb_async_start registers a with loop; cb(a, arg) will run on the loop
+ * thread after atb_async_send. Loop thread only. */
+void atb_async_start(atb_loop *loop, atb_async *a, atb_async_cb cb, void *arg);
+
+/* atb_async_stop unregisters a; a send that raced with it is dropped.
+ * Loop thread only; the caller must ensure no thread sends afterwards. */
+void atb_async_stop(atb_async *a);
+
+/*
+ * atb_async_send makes a's callback run once on the loop thread soon.
+ * Sends before the callback runs coalesce into one call; only the first
+ * costs a wakeup (an eventfd write). Safe from any thread.
+ */
+void atb_async_send(atb_async *a);
 
 #endif /* ATB_LOOP_LOOP_H */
