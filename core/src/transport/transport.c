@@ -9,11 +9,13 @@
 #include <stdatomic.h>
 #include <string.h>
 
+extern const atb_transport atb_transport_mem;
 extern const atb_transport atb_transport_unix;
 extern const atb_transport atb_transport_ipv4;
 extern const atb_transport atb_transport_ipv6;
 
 static const atb_transport *const transports[] = {
+    &atb_transport_mem,
     &atb_transport_unix,
     &atb_transport_ipv4,
     &atb_transport_ipv6,
@@ -75,19 +77,15 @@ atb_listen(atb_loop *loop, const char *url, const atb_transport_config *cfg,
     if (rc != ATBUS_OK) {
         return rc;
     }
-    atb_listener *l;
-    rc = tp->listen(loop, &u, &c, &l);
-    if (rc != ATBUS_OK) {
-        return rc;
-    }
-    l->tp = tp;
-    l->loop = loop;
-    l->cbs = *cbs;
-    l->arg = arg;
-    l->cfg = c;
-    l->url = u;
-    *out = l;
-    return ATBUS_OK;
+    atb_listener tmpl = {
+        .tp = tp,
+        .loop = loop,
+        .cbs = *cbs,
+        .arg = arg,
+        .cfg = c,
+        .url = u,
+    };
+    return tp->listen(&tmpl, out);
 }
 
 void
@@ -207,4 +205,39 @@ atb_conn_free(atb_conn *c)
         atb_loop_cancel(c->loop, &c->close_defer);
     }
     c->tp->conn_free(c);
+}
+
+int
+atb_transport_check_frame(const struct iovec *iov, int iovcnt,
+                          size_t max_message, size_t *total)
+{
+    size_t sum = 0;
+    uint8_t head[ATB_FRAME_HEADER_MAX];
+    size_t hn = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        sum += iov[i].iov_len;
+        size_t take = iov[i].iov_len < sizeof(head) - hn ? iov[i].iov_len
+                                                         : sizeof(head) - hn;
+        if (take != 0) {
+            memcpy(head + hn, iov[i].iov_base, take);
+            hn += take;
+        }
+    }
+    /* The header says how long the frame is: it must match what was
+     * handed over, and its message must fit the limit the peer applies,
+     * so an oversize frame fails here, not by closing the connection at
+     * the far end. */
+    uint32_t version;
+    size_t mlen;
+    size_t hlen;
+    int rc =
+        atb_frame_parse_header(head, hn, max_message, &version, &mlen, &hlen);
+    if (rc == ATBUS_EFRAME_TOO_LARGE) {
+        return ATBUS_EMSGSIZE;
+    }
+    if (rc != ATBUS_OK || hlen + mlen + ATB_FRAME_HASH_LEN != sum) {
+        return ATBUS_EINVAL;
+    }
+    *total = sum;
+    return ATBUS_OK;
 }

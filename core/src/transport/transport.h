@@ -118,8 +118,9 @@ struct atb_listener {
 struct atb_transport {
     enum atb_url_scheme scheme;
     unsigned flags;
-    int (*listen)(atb_loop *loop, const atb_url *url,
-                  const atb_transport_config *cfg, atb_listener **out);
+    /* Creates a listener whose shared part starts as a copy of *tmpl
+     * (filled before the listener becomes visible to other threads). */
+    int (*listen)(const atb_listener *tmpl, atb_listener **out);
     void (*listener_free)(atb_listener *l);
     int (*dial)(atb_loop *loop, const atb_url *url,
                 const atb_transport_config *cfg, atb_conn **out);
@@ -192,5 +193,13 @@ void atb_conn_fail(atb_conn *c, int err);
 
 /* atb_conn_opened marks c open and calls on_open. */
 void atb_conn_opened(atb_conn *c);
+
+/*
+ * atb_transport_check_frame checks that iov holds exactly one frame whose
+ * message fits max_message, and stores its total size. Returns ATBUS_OK,
+ * ATBUS_EMSGSIZE or ATBUS_EINVAL.
+ */
+int atb_transport_check_frame(const struct iovec *iov, int iovcnt,
+                              size_t max_message, size_t *total);
 
 #endif /* ATB_TRANSPORT_TRANSPORT_H */

@@ -154,31 +154,11 @@ int
 atb_stream_send(atb_conn *c, const struct iovec *iov, int iovcnt)
 {
     atb_stream_conn *s = (atb_stream_conn *)c;
-    size_t total = 0;
-    for (int i = 0; i < iovcnt; i++) {
-        total += iov[i].iov_len;
-    }
-    /* Check the frame's own header against the limit the peer will
-     * apply, so an oversize frame fails here rather than closing the
-     * connection at the far end. */
-    uint8_t head[ATB_FRAME_HEADER_MAX];
-    size_t hn = 0;
-    for (int i = 0; i < iovcnt && hn < sizeof(head); i++) {
-        size_t take = iov[i].iov_len < sizeof(head) - hn ? iov[i].iov_len
-                                                         : sizeof(head) - hn;
-        memcpy(head + hn, iov[i].iov_base, take);
-        hn += take;
-    }
-    uint32_t version;
-    size_t mlen;
-    size_t hlen;
-    int rc = atb_frame_parse_header(head, hn, s->cfg.max_frame_message,
-                                    &version, &mlen, &hlen);
-    if (rc == ATBUS_EFRAME_TOO_LARGE) {
-        return ATBUS_EMSGSIZE;
-    }
-    if (rc != ATBUS_OK || hlen + mlen + ATB_FRAME_HASH_LEN != total) {
-        return ATBUS_EINVAL;
+    size_t total;
+    int rc = atb_transport_check_frame(iov, iovcnt, s->cfg.max_frame_message,
+                                       &total);
+    if (rc != ATBUS_OK) {
+        return rc;
     }
     size_t queued = s->slen - s->shead;
     /* An empty queue always takes one frame, so a frame larger than the
@@ -455,7 +435,7 @@ stream_accept_cb(atb_io *io, unsigned events, void *arg)
 }
 
 int
-atb_stream_listen(atb_loop *loop, int fd, const char *unlink_path,
+atb_stream_listen(const atb_listener *tmpl, int fd, const char *unlink_path,
                   atb_listener **out)
 {
     atb_stream_listener *sl = atb_calloc(1, sizeof(*sl));
@@ -463,8 +443,9 @@ atb_stream_listen(atb_loop *loop, int fd, const char *unlink_path,
         atb_sys.close(fd);
         return ATBUS_ENOMEM;
     }
+    sl->base = *tmpl;
     sl->fd = fd;
-    sl->base.loop = loop;
+    atb_loop *loop = tmpl->loop;
     atb_timer_init(&sl->retry, stream_accept_retry, sl);
     if (unlink_path != NULL) {
         strncpy(sl->unlink_path, unlink_path, sizeof(sl->unlink_path) - 1);

@@ -58,11 +58,12 @@ int atb_stream_dial(const atb_transport *tp, atb_loop *loop, int fd,
 
 /*
  * atb_stream_listen starts accepting on a bound, listening socket fd
- * (owned from here on, also on failure). unlink_path, if not NULL, is
+ * (owned from here on, also on failure), for the listener described by
+ * tmpl. unlink_path, if not NULL, is
  * removed when the listener is freed. Returns ATBUS_OK, ATBUS_ENOMEM or
  * ATBUS_ESYSTEM.
  */
-int atb_stream_listen(atb_loop *loop, int fd, const char *unlink_path,
+int atb_stream_listen(const atb_listener *tmpl, int fd, const char *unlink_path,
                       atb_listener **out);
 
 /* The atb_transport entries the stream transports share. */

@@ -23,9 +23,9 @@ tcp_socket(const atb_url *url)
 }
 
 static int
-tcp_listen(atb_loop *loop, const atb_url *url, const atb_transport_config *cfg,
-           atb_listener **out)
+tcp_listen(const atb_listener *tmpl, atb_listener **out)
 {
+    const atb_url *url = &tmpl->url;
     int fd = tcp_socket(url);
     if (fd < 0) {
         return atb_sys_error(errno);
@@ -41,12 +41,12 @@ tcp_listen(atb_loop *loop, const atb_url *url, const atb_transport_config *cfg,
     }
     if (atb_sys.bind(fd, (const struct sockaddr *)&url->addr, url->addr_len) !=
             0 ||
-        atb_sys.listen(fd, cfg->backlog) != 0) {
+        atb_sys.listen(fd, tmpl->cfg.backlog) != 0) {
         int rc = atb_sys_error(errno);
         atb_sys.close(fd);
         return rc;
     }
-    return atb_stream_listen(loop, fd, NULL, out);
+    return atb_stream_listen(tmpl, fd, NULL, out);
 }
 
 static int

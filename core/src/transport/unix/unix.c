@@ -35,9 +35,9 @@ unix_path_stale(const struct sockaddr *addr, socklen_t len)
 }
 
 static int
-unix_listen(atb_loop *loop, const atb_url *url, const atb_transport_config *cfg,
-            atb_listener **out)
+unix_listen(const atb_listener *tmpl, atb_listener **out)
 {
+    const atb_url *url = &tmpl->url;
     struct sockaddr_storage ss;
     socklen_t len;
     atb_url_sockaddr_un(url, &ss, &len);
@@ -52,12 +52,12 @@ unix_listen(atb_loop *loop, const atb_url *url, const atb_transport_config *cfg,
         unlink(url->name);
         r = atb_sys.bind(fd, (struct sockaddr *)&ss, len);
     }
-    if (r != 0 || atb_sys.listen(fd, cfg->backlog) != 0) {
+    if (r != 0 || atb_sys.listen(fd, tmpl->cfg.backlog) != 0) {
         int rc = atb_sys_error(errno);
         atb_sys.close(fd);
         return rc;
     }
-    return atb_stream_listen(loop, fd, url->abstract ? NULL : url->name, out);
+    return atb_stream_listen(tmpl, fd, url->abstract ? NULL : url->name, out);
 }
 
 static int
