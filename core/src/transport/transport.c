@@ -13,12 +13,11 @@ extern const atb_transport atb_transport_mem;
 extern const atb_transport atb_transport_unix;
 extern const atb_transport atb_transport_ipv4;
 extern const atb_transport atb_transport_ipv6;
+extern const atb_transport atb_transport_udp;
 
 static const atb_transport *const transports[] = {
-    &atb_transport_mem,
-    &atb_transport_unix,
-    &atb_transport_ipv4,
-    &atb_transport_ipv6,
+    &atb_transport_mem,  &atb_transport_unix, &atb_transport_ipv4,
+    &atb_transport_ipv6, &atb_transport_udp,
 };
 
 static atomic_uint_fast64_t conn_next_id = 1;

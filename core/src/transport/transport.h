@@ -47,6 +47,10 @@ typedef struct atb_transport_config {
     size_t read_budget;
     /* Backlog of listening sockets. */
     int backlog;
+    /* Largest frame in one udp:// datagram; 0 picks the safe default for
+     * the address family: 548 bytes for IPv4 (576-byte minimum reassembly
+     * size minus IP and UDP headers), 1232 for IPv6 (1280 minus 48). */
+    size_t udp_mtu;
 } atb_transport_config;
 
 /* atb_transport_config_default fills the defaults: 2 MiB frames, 8 MiB
@@ -60,6 +64,7 @@ typedef struct atb_conn_stats {
     uint64_t frames_out;
     uint64_t sends_would_block; /* sends refused because the queue was full */
     uint64_t syscalls_out;      /* write calls: frames_out / this = batching */
+    uint64_t frames_dropped;    /* datagrams refused (bad frame), udp only */
 } atb_conn_stats;
 
 typedef struct atb_conn_cbs {
