@@ -3,7 +3,11 @@
  */
 #include "testing.h"
 
+#include <arpa/inet.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "common/alloc.h"
 #include "fault_sys.h"
@@ -54,4 +58,32 @@ atb_test_rng(uint64_t *state)
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
     return z ^ (z >> 31);
+}
+
+int
+atb_test_free_port(int family, int socktype)
+{
+    int fd = socket(family, socktype, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t len;
+    if (family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        len = sizeof(*a);
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_addr = in6addr_loopback;
+        len = sizeof(*a);
+    }
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&ss, len), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    int port = family == AF_INET
+                   ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+                   : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    close(fd);
+    return port;
 }

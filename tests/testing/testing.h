@@ -24,4 +24,12 @@ int atb_test_run(Suite *s);
  * want reproducible "random" input from a seed. */
 uint64_t atb_test_rng(uint64_t *state);
 
+/*
+ * atb_test_free_port returns a loopback port (127.0.0.1 or ::1 by family)
+ * that the kernel just handed out for socktype (SOCK_STREAM or
+ * SOCK_DGRAM). URLs cannot say port 0, so tests ask the kernel with a
+ * probe bind instead of guessing.
+ */
+int atb_test_free_port(int family, int socktype);
+
 #endif /* ATB_TESTING_H */

@@ -23,40 +23,12 @@
 #include "transport/stream/stream.h"
 #include "transport/transport.h"
 
-/* Each test gets fresh addresses (pid + counter) so forked tests never
- * collide. Port 0 is not allowed in URLs, so TCP ports come from the
- * kernel via a probe bind. */
-static int
-free_tcp_port(int family)
-{
-    int fd = socket(family, SOCK_STREAM, 0);
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    socklen_t len;
-    if (family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        a->sin_family = AF_INET;
-        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        len = sizeof(*a);
-    } else {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        a->sin6_family = AF_INET6;
-        a->sin6_addr = in6addr_loopback;
-        len = sizeof(*a);
-    }
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&ss, len), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
-    int port = family == AF_INET
-                   ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
-                   : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    close(fd);
-    return port;
-}
-
 /* Stream transports first; the generic cases also run on mem://. */
 enum { T_UNIX, T_ABSTRACT, T_IPV4, T_IPV6, T_STREAM_COUNT };
 enum { T_MEM = T_STREAM_COUNT, T_COUNT };
 
+/* Each test gets fresh addresses (pid + counter) so forked tests never
+ * collide; TCP ports come from the kernel (atb_test_free_port). */
 static void
 make_url(int kind, char *buf, size_t n)
 {
@@ -71,10 +43,12 @@ make_url(int kind, char *buf, size_t n)
         snprintf(buf, n, "unix://@atbus-test-%d-%d", (int)getpid(), counter);
         break;
     case T_IPV4:
-        snprintf(buf, n, "ipv4://127.0.0.1:%d", free_tcp_port(AF_INET));
+        snprintf(buf, n, "ipv4://127.0.0.1:%d",
+                 atb_test_free_port(AF_INET, SOCK_STREAM));
         break;
     case T_IPV6:
-        snprintf(buf, n, "ipv6://[::1]:%d", free_tcp_port(AF_INET6));
+        snprintf(buf, n, "ipv6://[::1]:%d",
+                 atb_test_free_port(AF_INET6, SOCK_STREAM));
         break;
     default:
         snprintf(buf, n, "mem://atbus-test-%d-%d", (int)getpid(), counter);

@@ -17,40 +17,15 @@
 #include "testing.h"
 #include "transport/transport.h"
 
-static int
-free_udp_port(int family)
-{
-    int fd = socket(family, SOCK_DGRAM, 0);
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    socklen_t len;
-    if (family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        a->sin_family = AF_INET;
-        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        len = sizeof(*a);
-    } else {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        a->sin6_family = AF_INET6;
-        a->sin6_addr = in6addr_loopback;
-        len = sizeof(*a);
-    }
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&ss, len), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
-    int port = family == AF_INET
-                   ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
-                   : ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    close(fd);
-    return port;
-}
-
 static void
 udp_url(int v6, char *buf, size_t n)
 {
     if (v6) {
-        snprintf(buf, n, "udp://[::1]:%d", free_udp_port(AF_INET6));
+        snprintf(buf, n, "udp://[::1]:%d",
+                 atb_test_free_port(AF_INET6, SOCK_DGRAM));
     } else {
-        snprintf(buf, n, "udp://127.0.0.1:%d", free_udp_port(AF_INET));
+        snprintf(buf, n, "udp://127.0.0.1:%d",
+                 atb_test_free_port(AF_INET, SOCK_DGRAM));
     }
 }
 
