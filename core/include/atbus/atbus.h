@@ -13,6 +13,7 @@
 
 #include <atbus/error.h>
 #include <atbus/export.h>
+#include <atbus/node.h>
 #include <atbus/version.h>
 
 #endif /* ATBUS_ATBUS_H */

@@ -35,12 +35,23 @@ sys_epoll_wait(int epfd, struct epoll_event *evs, int max,
     return epoll_wait(epfd, evs, max, ms);
 }
 
+/* sys_writev writes to a socket without raising SIGPIPE when the peer
+ * is gone: the library must not kill an application that has not
+ * ignored the signal; the error comes back as EPIPE instead. */
+static ssize_t
+sys_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    struct msghdr msg = {.msg_iov = (struct iovec *)(uintptr_t)iov,
+                         .msg_iovlen = (size_t)iovcnt};
+    return sendmsg(fd, &msg, MSG_NOSIGNAL);
+}
+
 /* One initializer for both tables: C needs a constant expression for the
  * mutable one, so it cannot copy the const one. */
 #define SYS_DEFAULTS                                                           \
     {                                                                          \
         .socket = socket, .bind = bind, .listen = listen, .accept4 = accept4,  \
-        .connect = connect, .readv = readv, .writev = writev,                  \
+        .connect = connect, .readv = readv, .writev = sys_writev,              \
         .recvmsg = recvmsg, .sendmsg = sendmsg, .close = close,                \
         .getsockopt = getsockopt, .setsockopt = setsockopt,                    \
         .epoll_ctl = epoll_ctl, .epoll_wait = sys_epoll_wait,                  \

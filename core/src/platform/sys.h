@@ -25,6 +25,7 @@ struct atb_sys {
     int (*accept4)(int fd, struct sockaddr *addr, socklen_t *len, int flags);
     int (*connect)(int fd, const struct sockaddr *addr, socklen_t len);
     ssize_t (*readv)(int fd, const struct iovec *iov, int iovcnt);
+    /* Sockets only: sendmsg with MSG_NOSIGNAL, so no SIGPIPE. */
     ssize_t (*writev)(int fd, const struct iovec *iov, int iovcnt);
     ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
     ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);

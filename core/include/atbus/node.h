@@ -1,0 +1,265 @@
+/*
+ * atbus nodes: a named participant that listens, connects, and exchanges
+ * messages with peers by name.
+ *
+ * A node owns an event loop and every connection it makes or accepts.
+ * When two nodes connect they introduce themselves (a register message
+ * on an internal stream: name, pid, hostname, namespace, channels and
+ * protocol version); only then does the peer exist for the application.
+ * A peer reachable over several connections is sent to over the best
+ * one: mem (same process) before shm before unix (same host) before TCP
+ * and UDP.
+ *
+ * Driving the loop: atbus_node_run until atbus_node_stop, or from the
+ * application's own loop with atbus_node_fd, atbus_node_timeout_ms and
+ * atbus_node_poll(node, 0).
+ *
+ * Threads: a node and everything it hands out belong to the thread that
+ * drives it; every callback runs on that thread. Only atbus_node_stop may
+ * be called from another thread.
+ *
+ * Ownership: strings passed in are copied; strings and structures handed
+ * to callbacks are borrowed and valid until the callback returns.
+ */
+#ifndef ATBUS_NODE_H
+#define ATBUS_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <atbus/error.h>
+#include <atbus/export.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct atbus_node atbus_node;
+
+/* Longest node name: a DNS subdomain (RFC 1123, as Kubernetes names). */
+#define ATBUS_NAME_MAX 253
+
+/* Listen URLs a config may carry. */
+#define ATBUS_NODE_MAX_LISTEN 16
+
+typedef struct atbus_node_config {
+    /* Required: the node's name, unique in the mesh; lowercase letters,
+     * digits, '-' and '.', labels of 1-63 characters. */
+    const char *name;
+    /* Where this node runs; decides channel choice. NULL: the system
+     * hostname and "default". */
+    const char *hostname;
+    const char *namespace_name;
+    /* "node" (may dial) or "client" (never dials). NULL: "node". */
+    const char *type;
+    /* URLs to listen on at atbus_node_start (mem://, shm://, unix://,
+     * ipv4://, ipv6://, udp://). */
+    const char *listen[ATBUS_NODE_MAX_LISTEN];
+    size_t listen_count;
+    /* Largest message payload accepted from the application or a peer;
+     * default 1 MiB. */
+    size_t max_message;
+    /* Bytes queued per connection before a send returns
+     * ATBUS_EWOULDBLOCK; default 8 MiB. */
+    size_t send_buffer_limit;
+    /* Data area of the node's shm:// rings; default 16 MiB. */
+    size_t shm_ring_size;
+    /* Keep-alive ping period; default 1000 ms. */
+    uint32_t ping_interval_ms;
+    /* A connection that receives nothing for this long is declared dead;
+     * default 5000 ms. Must exceed ping_interval_ms. */
+    uint32_t peer_timeout_ms;
+    /* A new connection must register within this time; default 3000 ms. */
+    uint32_t register_timeout_ms;
+    /* Redial delays of atbus_node_connect: exponential from min to max,
+     * with jitter; defaults 100 ms and 10 000 ms. */
+    uint32_t reconnect_min_ms;
+    uint32_t reconnect_max_ms;
+    /* Seed of the reconnect jitter; 0 picks one from the clock and pid. */
+    uint64_t seed;
+} atbus_node_config;
+
+/* What a node knows of a registered peer. */
+typedef struct atbus_peer_info {
+    const char *name;
+    const char *hostname;
+    const char *namespace_name;
+    const char *type;
+    int64_t pid;
+    /* Scheme of the connection sends use now ("mem", "shm", "unix",
+     * "ipv4", "ipv6", "udp"). */
+    const char *channel;
+    /* Registered connections to this peer. */
+    size_t connections;
+    /* Smoothed ping round trip of the channel in microseconds; -1 before
+     * the first pong. */
+    int64_t rtt_us;
+} atbus_peer_info;
+
+typedef struct atbus_node_callbacks {
+    /* A message from peer `source` on stream_id (>= 0). */
+    void (*on_message)(atbus_node *node, const char *source, int64_t stream_id,
+                       const void *data, size_t len, void *arg);
+    /* A peer registered: its first connection is usable. */
+    void (*on_peer_up)(atbus_node *node, const atbus_peer_info *peer,
+                       void *arg);
+    /* A peer's last connection ended. reason: ATBUS_ECLOSED (it shut
+     * down), ATBUS_ETIMEDOUT (no traffic for peer_timeout_ms),
+     * ATBUS_ECONNRESET (connection lost), or the protocol error that
+     * closed it (ATBUS_EFRAME_*). */
+    void (*on_peer_down)(atbus_node *node, const char *name, int reason,
+                         void *arg);
+    /* A send to peer returned ATBUS_EWOULDBLOCK earlier and the
+     * connection has room again. */
+    void (*on_writable)(atbus_node *node, const char *peer, void *arg);
+    /* A connection ended before its peer registered: url is where it was
+     * dialed (NULL for an accepted one) and err why (ATBUS_ECONNREFUSED,
+     * ATBUS_EEXIST for a duplicate name, ATBUS_ENOTSUP for a protocol
+     * version, ATBUS_EFRAME_INVALID for a malformed register,
+     * ATBUS_ETIMEDOUT, ...). Dialed URLs are retried with backoff. */
+    void (*on_connect_error)(atbus_node *node, const char *url, int err,
+                             void *arg);
+} atbus_node_callbacks;
+
+/* Counters of one node since it was created. */
+typedef struct atbus_node_stats {
+    uint64_t messages_in;
+    uint64_t messages_out;
+    uint64_t bytes_in; /* message payload bytes */
+    uint64_t bytes_out;
+    uint64_t frames_in;
+    uint64_t frames_out;
+    uint64_t sends_would_block;
+    uint64_t connections_accepted;
+    uint64_t connections_dialed;
+    uint64_t connections_closed;
+    /* Connections closed because the peer broke the protocol: bad frames,
+     * undecodable messages, data before register. */
+    uint64_t protocol_errors;
+    /* Register messages refused (duplicate name, version, malformed). */
+    uint64_t registers_rejected;
+    /* Connections declared dead by the keep-alive timeout. */
+    uint64_t peer_timeouts;
+    /* Redials of atbus_node_connect targets. */
+    uint64_t reconnects;
+    /* Frames addressed to another node (no relaying yet). */
+    uint64_t frames_misaddressed;
+} atbus_node_stats;
+
+/*
+ * atbus_node_config_default fills cfg with the defaults above; name and
+ * listen stay empty. Returns ATBUS_OK or ATBUS_EINVAL (cfg is NULL).
+ */
+ATBUS_API int atbus_node_config_default(atbus_node_config *cfg);
+
+/*
+ * atbus_node_new checks cfg and creates a node with its own event loop;
+ * nothing listens until atbus_node_start. Returns ATBUS_OK and *out (free
+ * with atbus_node_free), ATBUS_EINVAL (a bad name, type, limit or listen
+ * URL count), ATBUS_ENOMEM or ATBUS_ESYSTEM.
+ */
+ATBUS_API int atbus_node_new(atbus_node **out, const atbus_node_config *cfg);
+
+/*
+ * atbus_node_free closes the node if needed (as atbus_node_close) and
+ * releases it. No callback runs during or after it. NULL is a no-op.
+ */
+ATBUS_API void atbus_node_free(atbus_node *node);
+
+/* atbus_node_set_callbacks sets the callbacks (cbs is copied; NULL
+ * members are skipped) and their argument. Returns ATBUS_OK or
+ * ATBUS_EINVAL. */
+ATBUS_API int atbus_node_set_callbacks(atbus_node *node,
+                                       const atbus_node_callbacks *cbs,
+                                       void *arg);
+
+/* atbus_node_name returns the node's name (owned by the node). */
+ATBUS_API const char *atbus_node_name(const atbus_node *node);
+
+/*
+ * atbus_node_start listens on every URL of the config. Returns ATBUS_OK
+ * or the first listen error (ATBUS_EADDRINVAL, ATBUS_ENOTSUP,
+ * ATBUS_EADDRINUSE, ATBUS_EPERM, ...), in which case nothing listens.
+ */
+ATBUS_API int atbus_node_start(atbus_node *node);
+
+/*
+ * atbus_node_listen listens on one more URL. Returns the codes of
+ * atbus_node_start, or ATBUS_ECLOSED after atbus_node_close.
+ */
+ATBUS_API int atbus_node_listen(atbus_node *node, const char *url);
+
+/*
+ * atbus_node_connect dials url and keeps a connection there: when it
+ * fails or ends it is dialed again after a delay growing from
+ * reconnect_min_ms to reconnect_max_ms, with jitter, until
+ * atbus_node_disconnect or close. The peer appears through on_peer_up.
+ * Returns ATBUS_OK, ATBUS_EADDRINVAL, ATBUS_ENOTSUP, ATBUS_EEXIST (url
+ * is already a target), ATBUS_EPERM (a client never dials), ATBUS_ECLOSED
+ * or ATBUS_ENOMEM.
+ */
+ATBUS_API int atbus_node_connect(atbus_node *node, const char *url);
+
+/*
+ * atbus_node_disconnect stops keeping url connected and closes its
+ * connection. Returns ATBUS_OK or ATBUS_ENOTFOUND.
+ */
+ATBUS_API int atbus_node_disconnect(atbus_node *node, const char *url);
+
+/*
+ * atbus_node_send sends len bytes to the registered peer `peer` on
+ * stream_id (>= 0) over its best connection. The bytes are copied.
+ * Returns ATBUS_OK, ATBUS_ENOTCONN (no registered peer of that name),
+ * ATBUS_EWOULDBLOCK (the connection's queue is full: nothing was queued,
+ * on_writable follows), ATBUS_EMSGSIZE (len above max_message, or above
+ * what the channel carries), ATBUS_EINVAL, ATBUS_ECLOSED or
+ * ATBUS_ENOMEM.
+ */
+ATBUS_API int atbus_node_send(atbus_node *node, const char *peer,
+                              int64_t stream_id, const void *data, size_t len);
+
+/*
+ * atbus_node_peer fills *info for a registered peer; the strings are valid
+ * until the next call into the node. Returns ATBUS_OK, ATBUS_ENOTCONN or
+ * ATBUS_EINVAL.
+ */
+ATBUS_API int atbus_node_peer(atbus_node *node, const char *name,
+                              atbus_peer_info *info);
+
+/* atbus_node_get_stats copies the counters. Returns ATBUS_OK or
+ * ATBUS_EINVAL. */
+ATBUS_API int atbus_node_get_stats(const atbus_node *node,
+                                   atbus_node_stats *stats);
+
+/*
+ * atbus_node_close shuts the node down: peers are told (close reason
+ * shutdown), listeners and reconnects stop, on_peer_down runs for every
+ * peer. The node can still be polled and freed. Returns ATBUS_OK.
+ */
+ATBUS_API int atbus_node_close(atbus_node *node);
+
+/* atbus_node_run turns the loop until atbus_node_stop. Returns ATBUS_OK
+ * or ATBUS_ESYSTEM. */
+ATBUS_API int atbus_node_run(atbus_node *node);
+
+/* atbus_node_poll runs one loop turn, waiting at most timeout_ms (-1:
+ * until something happens). Returns ATBUS_OK or ATBUS_ESYSTEM. */
+ATBUS_API int atbus_node_poll(atbus_node *node, int timeout_ms);
+
+/* atbus_node_stop makes atbus_node_run return; safe from any thread and
+ * from callbacks. Returns ATBUS_OK. */
+ATBUS_API int atbus_node_stop(atbus_node *node);
+
+/* atbus_node_fd returns a descriptor that polls readable when the node has
+ * events; an outer loop then calls atbus_node_poll(node, 0). */
+ATBUS_API int atbus_node_fd(const atbus_node *node);
+
+/* atbus_node_timeout_ms returns how long an outer loop may sleep before
+ * calling atbus_node_poll: 0 for now, -1 for no deadline. */
+ATBUS_API int atbus_node_timeout_ms(const atbus_node *node);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ATBUS_NODE_H */

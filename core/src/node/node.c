@@ -1,0 +1,599 @@
+/*
+ * The node façade: configuration, listeners, dial targets with redial
+ * backoff, sending by peer name, and the loop entry points.
+ */
+#define _POSIX_C_SOURCE 200809L /* strnlen, gethostname */
+#include "node/node_internal.h"
+
+#include <atbus/error.h>
+
+#include <string.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "common/clock.h"
+#include "common/name.h"
+#include "node/backoff.h"
+#include "wire/frame.h"
+#include "wire/packet.h"
+
+/* Bytes of a frame around its payload: names, fields, header, hash. A
+ * connection's frame limit is max_message plus this. */
+#define FRAME_OVERHEAD ((size_t)ATB_PACKET_PREFIX_MAX + ATB_FRAME_HASH_LEN)
+
+/* Payloads up to this size are copied next to their prefix and hashed in
+ * one piece: cheaper than a streaming hash and a three-part iovec. */
+#define SMALL_PAYLOAD 2048
+
+int
+atbus_node_config_default(atbus_node_config *cfg)
+{
+    if (cfg == NULL) {
+        return ATBUS_EINVAL;
+    }
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->max_message = (size_t)1024 * 1024;
+    cfg->send_buffer_limit = (size_t)8 * 1024 * 1024;
+    cfg->shm_ring_size = (size_t)16 * 1024 * 1024;
+    cfg->ping_interval_ms = 1000;
+    cfg->peer_timeout_ms = 5000;
+    cfg->register_timeout_ms = 3000;
+    cfg->reconnect_min_ms = 100;
+    cfg->reconnect_max_ms = 10000;
+    return ATBUS_OK;
+}
+
+static int
+config_check(const atbus_node_config *cfg)
+{
+    if (atb_name_check(cfg->name, NULL) != ATBUS_OK) {
+        return ATBUS_EINVAL;
+    }
+    if (cfg->type != NULL && strcmp(cfg->type, "node") != 0 &&
+        strcmp(cfg->type, "client") != 0) {
+        return ATBUS_EINVAL;
+    }
+    if (cfg->listen_count > ATBUS_NODE_MAX_LISTEN || cfg->max_message == 0 ||
+        cfg->max_message > ((size_t)1 << 30) || cfg->send_buffer_limit == 0 ||
+        cfg->ping_interval_ms == 0 ||
+        cfg->peer_timeout_ms <= cfg->ping_interval_ms ||
+        cfg->register_timeout_ms == 0 || cfg->reconnect_min_ms == 0 ||
+        cfg->reconnect_max_ms < cfg->reconnect_min_ms) {
+        return ATBUS_EINVAL;
+    }
+    if (cfg->hostname != NULL &&
+        (cfg->hostname[0] == '\0' || strlen(cfg->hostname) > ATBUS_NAME_MAX)) {
+        return ATBUS_EINVAL;
+    }
+    if (cfg->namespace_name != NULL &&
+        (cfg->namespace_name[0] == '\0' ||
+         strlen(cfg->namespace_name) > ATBUS_NAME_MAX)) {
+        return ATBUS_EINVAL;
+    }
+    for (size_t i = 0; i < cfg->listen_count; i++) {
+        if (cfg->listen[i] == NULL) {
+            return ATBUS_EINVAL;
+        }
+    }
+    return ATBUS_OK;
+}
+
+static void
+node_release(atbus_node *node)
+{
+    atb_free(node->name);
+    atb_free(node->hostname);
+    atb_free(node->namespace_name);
+    atb_free(node->type);
+    for (size_t i = 0; i < ATBUS_NODE_MAX_LISTEN; i++) {
+        atb_free(node->listen[i]);
+    }
+    atb_loop_free(node->loop);
+    atb_free(node);
+}
+
+int
+atbus_node_new(atbus_node **out, const atbus_node_config *cfg)
+{
+    if (out == NULL || cfg == NULL) {
+        return ATBUS_EINVAL;
+    }
+    int rc = config_check(cfg);
+    if (rc != ATBUS_OK) {
+        return rc;
+    }
+    atbus_node *node = atb_calloc(1, sizeof(*node));
+    if (node == NULL) {
+        return ATBUS_ENOMEM;
+    }
+    char host[256] = "localhost";
+    if (cfg->hostname == NULL && gethostname(host, sizeof(host) - 1) != 0) {
+        strcpy(host, "localhost");
+    }
+    host[sizeof(host) - 1] = '\0';
+    node->name = atb_strdup(cfg->name);
+    node->hostname = atb_strdup(cfg->hostname ? cfg->hostname : host);
+    node->namespace_name =
+        atb_strdup(cfg->namespace_name ? cfg->namespace_name : "default");
+    node->type = atb_strdup(cfg->type ? cfg->type : "node");
+    int oom = node->name == NULL || node->hostname == NULL ||
+              node->namespace_name == NULL || node->type == NULL;
+    for (size_t i = 0; i < cfg->listen_count && !oom; i++) {
+        node->listen[i] = atb_strdup(cfg->listen[i]);
+        oom = node->listen[i] == NULL;
+    }
+    if (oom) {
+        node_release(node);
+        return ATBUS_ENOMEM;
+    }
+    rc = atb_loop_new(&node->loop);
+    if (rc != ATBUS_OK) {
+        node_release(node);
+        return rc;
+    }
+    node->cfg = *cfg;
+    node->cfg.name = node->name;
+    node->cfg.hostname = node->hostname;
+    node->cfg.namespace_name = node->namespace_name;
+    node->cfg.type = node->type;
+    for (size_t i = 0; i < ATBUS_NODE_MAX_LISTEN; i++) {
+        node->cfg.listen[i] = node->listen[i];
+    }
+    atb_transport_config_default(&node->tcfg);
+    node->tcfg.max_frame_message = cfg->max_message + FRAME_OVERHEAD;
+    node->tcfg.send_buffer_limit = cfg->send_buffer_limit;
+    node->rng = cfg->seed != 0 ? cfg->seed
+                               : atb_clock_us() ^ ((uint64_t)getpid() << 32);
+    *out = node;
+    return ATBUS_OK;
+}
+
+int
+atbus_node_set_callbacks(atbus_node *node, const atbus_node_callbacks *cbs,
+                         void *arg)
+{
+    if (node == NULL || cbs == NULL) {
+        return ATBUS_EINVAL;
+    }
+    node->cbs = *cbs;
+    node->cb_arg = arg;
+    return ATBUS_OK;
+}
+
+const char *
+atbus_node_name(const atbus_node *node)
+{
+    return node != NULL ? node->name : NULL;
+}
+
+/* ---- listening ---- */
+
+static void
+listener_on_accept(atb_listener *l, atb_conn *c, void *arg)
+{
+    (void)l;
+    node_listener *nl = arg;
+    atbus_node *node = nl->node;
+    node_conn *nc;
+    if (node->closed || node_conn_new(node, c, 1, NULL, &nc) != ATBUS_OK) {
+        /* Shutting down or out of memory: refuse this one connection. */
+        atb_conn_free(c);
+        return;
+    }
+    node->stats.connections_accepted++;
+    node_conn_start(nc);
+}
+
+static void
+listener_on_error(atb_listener *l, int err, void *arg)
+{
+    /* The transport pauses and retries accepting by itself (EMFILE);
+     * there is nothing to undo here. */
+    (void)l;
+    (void)err;
+    (void)arg;
+}
+
+int
+atbus_node_listen(atbus_node *node, const char *url)
+{
+    if (node == NULL || url == NULL) {
+        return ATBUS_EINVAL;
+    }
+    if (node->closed) {
+        return ATBUS_ECLOSED;
+    }
+    node_listener *nl = atb_calloc(1, sizeof(*nl));
+    if (nl == NULL) {
+        return ATBUS_ENOMEM;
+    }
+    nl->node = node;
+    nl->url = atb_strdup(url);
+    if (nl->url == NULL) {
+        atb_free(nl);
+        return ATBUS_ENOMEM;
+    }
+    static const atb_listener_cbs cbs = {
+        .on_accept = listener_on_accept,
+        .on_error = listener_on_error,
+    };
+    int rc = atb_listen(node->loop, url, &node->tcfg, &cbs, nl, &nl->listener);
+    if (rc != ATBUS_OK) {
+        atb_free(nl->url);
+        atb_free(nl);
+        return rc;
+    }
+    nl->next = node->listeners;
+    node->listeners = nl;
+    return ATBUS_OK;
+}
+
+static void
+listeners_close(atbus_node *node)
+{
+    while (node->listeners != NULL) {
+        node_listener *nl = node->listeners;
+        node->listeners = nl->next;
+        atb_listener_close(nl->listener);
+        atb_free(nl->url);
+        atb_free(nl);
+    }
+}
+
+int
+atbus_node_start(atbus_node *node)
+{
+    if (node == NULL) {
+        return ATBUS_EINVAL;
+    }
+    if (node->closed) {
+        return ATBUS_ECLOSED;
+    }
+    for (size_t i = 0; i < node->cfg.listen_count; i++) {
+        int rc = atbus_node_listen(node, node->cfg.listen[i]);
+        if (rc != ATBUS_OK) {
+            listeners_close(node);
+            return rc;
+        }
+    }
+    return ATBUS_OK;
+}
+
+/* ---- dial targets ---- */
+
+static void target_dial(node_target *t);
+
+static void
+target_on_timer(atb_timer *timer, void *arg)
+{
+    (void)timer;
+    node_target *t = arg;
+    t->node->stats.reconnects++;
+    target_dial(t);
+}
+
+/* target_retry schedules the next dial of t with backoff and jitter. */
+static void
+target_retry(node_target *t)
+{
+    atbus_node *node = t->node;
+    uint64_t delay = atb_backoff_delay_us(
+        t->attempt, (uint64_t)node->cfg.reconnect_min_ms * 1000,
+        (uint64_t)node->cfg.reconnect_max_ms * 1000, &node->rng);
+    if (t->attempt < UINT32_MAX) {
+        t->attempt++;
+    }
+    if (atb_timer_start(node->loop, &t->timer, delay, 0) != ATBUS_OK &&
+        node->cbs.on_connect_error != NULL && !node->freeing) {
+        /* The timer heap could not grow: the target stays idle until the
+         * application disconnects and connects it again. */
+        node->cbs.on_connect_error(node, t->url, ATBUS_ENOMEM, node->cb_arg);
+    }
+}
+
+static void
+target_dial(node_target *t)
+{
+    atbus_node *node = t->node;
+    atb_conn *c;
+    int rc =
+        atb_dial(node->loop, t->url, &node->tcfg, &node_conn_cbs, NULL, &c);
+    if (rc == ATBUS_OK) {
+        rc = node_conn_new(node, c, 0, t, &t->nc);
+        if (rc != ATBUS_OK) {
+            atb_conn_free(c);
+        }
+    }
+    if (rc != ATBUS_OK) {
+        if (node->cbs.on_connect_error != NULL && !node->freeing) {
+            node->cbs.on_connect_error(node, t->url, rc, node->cb_arg);
+        }
+        target_retry(t);
+        return;
+    }
+    node->stats.connections_dialed++;
+}
+
+void
+node_target_conn_ended(node_target *t, int registered)
+{
+    atbus_node *node = t->node;
+    if (node->closed) {
+        return;
+    }
+    if (registered) {
+        /* A connection that worked starts the schedule over. */
+        t->attempt = 0;
+    }
+    target_retry(t);
+}
+
+int
+atbus_node_connect(atbus_node *node, const char *url)
+{
+    if (node == NULL || url == NULL) {
+        return ATBUS_EINVAL;
+    }
+    if (node->closed) {
+        return ATBUS_ECLOSED;
+    }
+    if (strcmp(node->type, "client") == 0) {
+        return ATBUS_EPERM;
+    }
+    atb_url u;
+    int rc = atb_url_parse(url, &u, NULL);
+    if (rc != ATBUS_OK) {
+        return rc;
+    }
+    if (atb_transport_find(u.scheme) == NULL) {
+        return ATBUS_ENOTSUP;
+    }
+    for (node_target *t = node->targets; t != NULL; t = t->next) {
+        if (strcmp(t->url, url) == 0) {
+            return ATBUS_EEXIST;
+        }
+    }
+    node_target *t = atb_calloc(1, sizeof(*t));
+    if (t == NULL) {
+        return ATBUS_ENOMEM;
+    }
+    t->node = node;
+    t->url = atb_strdup(url);
+    if (t->url == NULL) {
+        atb_free(t);
+        return ATBUS_ENOMEM;
+    }
+    atb_timer_init(&t->timer, target_on_timer, t);
+    t->next = node->targets;
+    node->targets = t;
+    target_dial(t);
+    return ATBUS_OK;
+}
+
+static void
+target_free(node_target *t)
+{
+    atb_timer_stop(&t->timer);
+    if (t->nc != NULL) {
+        t->nc->target = NULL;
+        node_conn_end(
+            t->nc, ATBUS_ECLOSED,
+            ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_SHUTDOWN,
+            "disconnected");
+    }
+    atb_free(t->url);
+    atb_free(t);
+}
+
+int
+atbus_node_disconnect(atbus_node *node, const char *url)
+{
+    if (node == NULL || url == NULL) {
+        return ATBUS_EINVAL;
+    }
+    for (node_target **pp = &node->targets; *pp != NULL; pp = &(*pp)->next) {
+        node_target *t = *pp;
+        if (strcmp(t->url, url) == 0) {
+            *pp = t->next;
+            target_free(t);
+            return ATBUS_OK;
+        }
+    }
+    return ATBUS_ENOTFOUND;
+}
+
+/* ---- sending ---- */
+
+int
+atbus_node_send(atbus_node *node, const char *peer, int64_t stream_id,
+                const void *data, size_t len)
+{
+    if (node == NULL || peer == NULL || stream_id < 0 ||
+        (data == NULL && len != 0)) {
+        return ATBUS_EINVAL;
+    }
+    if (node->closed) {
+        return ATBUS_ECLOSED;
+    }
+    if (len > node->cfg.max_message) {
+        return ATBUS_EMSGSIZE;
+    }
+    node_peer *p = node_peer_find(node, peer);
+    if (p == NULL || p->conns == NULL) {
+        return ATBUS_ENOTCONN;
+    }
+    node_conn *nc = p->conns;
+    node_stream *st = node_peer_stream(p, stream_id);
+    if (st == NULL) {
+        return ATBUS_ENOMEM;
+    }
+    atb_packet_desc d = {
+        .source = node->name,
+        .destination = p->name,
+        .stream_id = stream_id,
+        .stream_offset = st->send_offset,
+        .timepoint_us = (int64_t)atb_loop_now_us(node->loop),
+        .data_len = len,
+    };
+    uint8_t buf[ATB_PACKET_PREFIX_MAX + SMALL_PAYLOAD + ATB_FRAME_HASH_LEN];
+    size_t n;
+    int rc = atb_packet_prefix(&d, buf, &n);
+    if (rc != ATBUS_OK) {
+        return rc;
+    }
+    struct iovec iov[3];
+    int iovcnt;
+    if (len <= SMALL_PAYLOAD) {
+        if (len != 0) {
+            memcpy(buf + n, data, len);
+        }
+        n += len;
+        atb_frame_seal(buf, n);
+        iov[0] = (struct iovec){.iov_base = buf, .iov_len = n + 4};
+        iovcnt = 1;
+    } else {
+        iov[0] = (struct iovec){.iov_base = buf, .iov_len = n};
+        iov[1] =
+            (struct iovec){.iov_base = (void *)(uintptr_t)data, .iov_len = len};
+        uint32_t h = atb_frame_hash_iov(iov, 2);
+        uint8_t *hash = buf + n;
+        hash[0] = (uint8_t)h;
+        hash[1] = (uint8_t)(h >> 8);
+        hash[2] = (uint8_t)(h >> 16);
+        hash[3] = (uint8_t)(h >> 24);
+        iov[2] = (struct iovec){.iov_base = hash, .iov_len = 4};
+        iovcnt = 3;
+    }
+    rc = atb_conn_send(nc->conn, iov, iovcnt);
+    if (rc == ATBUS_EWOULDBLOCK) {
+        nc->want_writable = 1;
+        node->stats.sends_would_block++;
+        return rc;
+    }
+    if (rc != ATBUS_OK) {
+        return rc;
+    }
+    st->send_offset += (int64_t)len;
+    node->stats.frames_out++;
+    node->stats.messages_out++;
+    node->stats.bytes_out += len;
+    return ATBUS_OK;
+}
+
+/* ---- inspection ---- */
+
+int
+atbus_node_peer(atbus_node *node, const char *name, atbus_peer_info *info)
+{
+    if (node == NULL || name == NULL || info == NULL) {
+        return ATBUS_EINVAL;
+    }
+    node_peer *p = node_peer_find(node, name);
+    if (p == NULL) {
+        return ATBUS_ENOTCONN;
+    }
+    node_peer_fill_info(node, p);
+    *info = node->info;
+    return ATBUS_OK;
+}
+
+int
+atbus_node_get_stats(const atbus_node *node, atbus_node_stats *stats)
+{
+    if (node == NULL || stats == NULL) {
+        return ATBUS_EINVAL;
+    }
+    *stats = node->stats;
+    return ATBUS_OK;
+}
+
+/* ---- shutting down ---- */
+
+int
+atbus_node_close(atbus_node *node)
+{
+    if (node == NULL) {
+        return ATBUS_EINVAL;
+    }
+    if (node->closed) {
+        return ATBUS_OK;
+    }
+    node->closed = 1;
+    while (node->targets != NULL) {
+        node_target *t = node->targets;
+        node->targets = t->next;
+        target_free(t);
+    }
+    for (node_conn *nc = node->conns; nc != NULL; nc = nc->next) {
+        node_conn_end(
+            nc, ATBUS_ECLOSED,
+            ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_SHUTDOWN,
+            "node shutting down");
+    }
+    /* Listeners last: accepted udp:// connections share their socket,
+     * and the close messages above must leave through it first. */
+    listeners_close(node);
+    return ATBUS_OK;
+}
+
+void
+atbus_node_free(atbus_node *node)
+{
+    if (node == NULL) {
+        return;
+    }
+    node->freeing = 1;
+    atbus_node_close(node);
+    /* Closing takes a few turns: close messages are flushed, then each
+     * transport delivers on_close from the loop. The bound only guards
+     * against a transport that never reports. */
+    for (int i = 0; i < 1000 && node->conns != NULL; i++) {
+        atb_loop_poll(node->loop, 0);
+    }
+    while (node->conns != NULL) {
+        node_conn *nc = node->conns;
+        node->conns = nc->next;
+        atb_timer_stop(&nc->timer);
+        atb_loop_cancel(node->loop, &nc->close_defer);
+        atb_conn_free(nc->conn);
+        atb_free(nc);
+    }
+    node_peers_free(node);
+    node_release(node);
+}
+
+/* ---- the loop ---- */
+
+int
+atbus_node_run(atbus_node *node)
+{
+    return node != NULL ? atb_loop_run(node->loop) : ATBUS_EINVAL;
+}
+
+int
+atbus_node_poll(atbus_node *node, int timeout_ms)
+{
+    return node != NULL ? atb_loop_poll(node->loop, timeout_ms) : ATBUS_EINVAL;
+}
+
+int
+atbus_node_stop(atbus_node *node)
+{
+    if (node == NULL) {
+        return ATBUS_EINVAL;
+    }
+    atb_loop_stop(node->loop);
+    return ATBUS_OK;
+}
+
+int
+atbus_node_fd(const atbus_node *node)
+{
+    return node != NULL ? atb_loop_fd(node->loop) : ATBUS_EINVAL;
+}
+
+int
+atbus_node_timeout_ms(const atbus_node *node)
+{
+    return node != NULL ? atb_loop_timeout_ms(node->loop) : 0;
+}

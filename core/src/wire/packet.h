@@ -1,0 +1,50 @@
+/*
+ * Data frames without protobuf-c: the hot path of every send.
+ *
+ * A data frame is a frame_message with a head and a packet_data holding
+ * one fragment. Building it with protobuf-c would copy the payload into a
+ * structure and then into the frame; here the fields are written in an
+ * order that leaves the fragment's data last, so a frame is
+ *
+ *   prefix (header, head, packet fields, nested lengths) | data | hash
+ *
+ * and the payload is gathered straight from the caller's buffer.
+ * Protobuf accepts fields in any order, so the result decodes with any
+ * protobuf implementation (tests check it against protobuf-c).
+ */
+#ifndef ATB_WIRE_PACKET_H
+#define ATB_WIRE_PACKET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+/* Room for any prefix: two 253-byte names plus fields and lengths. */
+#define ATB_PACKET_PREFIX_MAX 640
+
+typedef struct atb_packet_desc {
+    const char *source;      /* message_head.source; NULL or "" omits it */
+    const char *destination; /* message_head.destination */
+    int64_t stream_id;
+    int64_t stream_offset; /* >= 0 */
+    int32_t flags;         /* packet_data.flags */
+    int64_t timepoint_us;  /* packet_data.timepoint_microseconds */
+    int32_t packet_type;   /* fragment.packet_type */
+    int32_t fragment_flag; /* fragment.fragment_flag */
+    size_t data_len;       /* bytes of fragment.data that follow the prefix */
+} atb_packet_desc;
+
+/*
+ * atb_packet_prefix writes the bytes of the frame before fragment.data
+ * into out (ATB_PACKET_PREFIX_MAX bytes) and stores their number in
+ * *len. The frame is complete after data_len bytes of data and the hash
+ * (atb_frame_hash_iov over prefix and data). Returns ATBUS_OK or
+ * ATBUS_EINVAL (a name longer than 253 bytes, a negative offset).
+ */
+int atb_packet_prefix(const atb_packet_desc *d, uint8_t *out, size_t *len);
+
+/* atb_frame_hash_iov returns the frame hash of the concatenated iov
+ * buffers, equal to atb_frame_hash over the same bytes in one piece. */
+uint32_t atb_frame_hash_iov(const struct iovec *iov, int iovcnt);
+
+#endif /* ATB_WIRE_PACKET_H */

@@ -1,0 +1,194 @@
+/* Node test harness (see harness.h). */
+#include "harness.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "testing.h"
+
+void
+h_url(int kind, char *buf, size_t n)
+{
+    static int counter;
+    counter++;
+    int pid = (int)getpid();
+    switch (kind) {
+    case T_MEM:
+        snprintf(buf, n, "mem://node-test-%d-%d", pid, counter);
+        break;
+    case T_UNIX:
+        snprintf(buf, n, "unix:///tmp/atbus-node-%d-%d.sock", pid, counter);
+        break;
+    case T_ABSTRACT:
+        snprintf(buf, n, "unix://@atbus-node-%d-%d", pid, counter);
+        break;
+    case T_IPV4:
+        snprintf(buf, n, "ipv4://127.0.0.1:%d",
+                 atb_test_free_port(AF_INET, SOCK_STREAM));
+        break;
+    case T_IPV6:
+        snprintf(buf, n, "ipv6://[::1]:%d",
+                 atb_test_free_port(AF_INET6, SOCK_STREAM));
+        break;
+    default:
+        snprintf(buf, n, "udp://127.0.0.1:%d",
+                 atb_test_free_port(AF_INET, SOCK_DGRAM));
+        break;
+    }
+}
+
+const char *
+h_kind_name(int kind)
+{
+    static const char *const names[] = {"mem",  "unix", "unix",
+                                        "ipv4", "ipv6", "udp"};
+    return names[kind];
+}
+
+void
+h_config(atbus_node_config *cfg, const char *name)
+{
+    ck_assert_int_eq(atbus_node_config_default(cfg), ATBUS_OK);
+    cfg->name = name;
+    cfg->ping_interval_ms = 50;
+    cfg->peer_timeout_ms = 2000;
+    cfg->register_timeout_ms = 2000;
+    cfg->reconnect_min_ms = 10;
+    cfg->reconnect_max_ms = 80;
+    cfg->seed = 42;
+}
+
+static void
+on_message(atbus_node *node, const char *source, int64_t stream_id,
+           const void *data, size_t len, void *arg)
+{
+    (void)node;
+    (void)source;
+    (void)stream_id;
+    hnode *h = arg;
+    h->messages++;
+    h->bytes += len;
+    h->last_len = len;
+    if (len >= 8) {
+        const uint8_t *p = data;
+        uint64_t seq;
+        memcpy(&seq, p, 8);
+        if (seq != h->next_seq) {
+            h->bad++;
+        }
+        for (size_t i = 8; i < len; i++) {
+            if (p[i] != (uint8_t)(seq * 131 + i)) {
+                h->bad++;
+                break;
+            }
+        }
+        h->next_seq = seq + 1;
+    }
+}
+
+static void
+on_peer_up(atbus_node *node, const atbus_peer_info *peer, void *arg)
+{
+    (void)node;
+    hnode *h = arg;
+    h->peers_up++;
+    snprintf(h->last_up, sizeof(h->last_up), "%s", peer->name);
+    snprintf(h->last_channel, sizeof(h->last_channel), "%s", peer->channel);
+}
+
+static void
+on_peer_down(atbus_node *node, const char *name, int reason, void *arg)
+{
+    (void)node;
+    (void)name;
+    hnode *h = arg;
+    h->peers_down++;
+    h->last_down_reason = reason;
+}
+
+static void
+on_writable(atbus_node *node, const char *peer, void *arg)
+{
+    (void)node;
+    (void)peer;
+    ((hnode *)arg)->writable++;
+}
+
+static void
+on_connect_error(atbus_node *node, const char *url, int err, void *arg)
+{
+    (void)node;
+    (void)url;
+    hnode *h = arg;
+    h->connect_errors++;
+    h->last_connect_error = err;
+}
+
+void
+h_start(hnode *h, const atbus_node_config *cfg, const char *listen_url)
+{
+    memset(h, 0, sizeof(*h));
+    snprintf(h->name, sizeof(h->name), "%s", cfg->name);
+    atbus_node_config c = *cfg;
+    c.name = h->name;
+    if (listen_url != NULL) {
+        c.listen[c.listen_count++] = listen_url;
+    }
+    ck_assert_int_eq(atbus_node_new(&h->node, &c), ATBUS_OK);
+    atbus_node_callbacks cbs = {
+        .on_message = on_message,
+        .on_peer_up = on_peer_up,
+        .on_peer_down = on_peer_down,
+        .on_writable = on_writable,
+        .on_connect_error = on_connect_error,
+    };
+    ck_assert_int_eq(atbus_node_set_callbacks(h->node, &cbs, h), ATBUS_OK);
+    ck_assert_int_eq(atbus_node_start(h->node), ATBUS_OK);
+}
+
+void
+h_new(hnode *h, const char *name, const char *listen_url)
+{
+    atbus_node_config cfg;
+    h_config(&cfg, name);
+    h_start(h, &cfg, listen_url);
+}
+
+int
+h_pump(hnode **nodes, int n, const int *flag, int want, int limit_ms)
+{
+    uint64_t end = atb_clock_us() + (uint64_t)limit_ms * 1000;
+    /* Every call turns each loop at least once, even with no time. */
+    for (int turn = 0; flag == NULL || *flag < want; turn++) {
+        if (turn > 0 && atb_clock_us() >= end) {
+            return flag == NULL;
+        }
+        for (int i = 0; i < n; i++) {
+            ck_assert_int_eq(atbus_node_poll(nodes[i]->node, 0), ATBUS_OK);
+        }
+        /* Give other processes (forked peers) a moment when idle. */
+        if (n == 1) {
+            ck_assert_int_eq(atbus_node_poll(nodes[0]->node, 1), ATBUS_OK);
+        }
+    }
+    return 1;
+}
+
+void
+h_pump_ms(hnode **nodes, int n, int ms)
+{
+    (void)h_pump(nodes, n, NULL, 0, ms);
+}
+
+void
+h_make_message(uint64_t seq, uint8_t *buf, size_t len)
+{
+    memcpy(buf, &seq, 8);
+    for (size_t i = 8; i < len; i++) {
+        buf[i] = (uint8_t)(seq * 131 + i);
+    }
+}
