@@ -461,6 +461,54 @@ START_TEST(test_async_from_another_thread)
 }
 END_TEST
 
+/* One async handle whose callback stops and frees another. */
+struct async_pair {
+    atb_async *victim;
+    int killer_calls;
+};
+
+static void
+async_killer_cb(atb_async *a, void *arg)
+{
+    (void)a;
+    struct async_pair *p = arg;
+    p->killer_calls++;
+    if (p->victim != NULL) {
+        atb_async_stop(p->victim);
+        atb_free(p->victim);
+        p->victim = NULL;
+    }
+}
+
+static void
+async_victim_cb(atb_async *a, void *arg)
+{
+    (void)a;
+    (void)arg;
+    ck_abort_msg("a stopped handle ran");
+}
+
+START_TEST(test_async_callback_stops_another)
+{
+    /* Both pending in one wakeup; the first visited stops and frees the
+     * next one in the walk, which must then be skipped, not touched. */
+    atb_loop *loop = loop_make();
+    struct async_pair p = {0};
+    atb_async killer;
+    p.victim = atb_malloc(sizeof(*p.victim));
+    ck_assert_ptr_nonnull(p.victim);
+    atb_async_start(loop, p.victim, async_victim_cb, NULL);
+    atb_async_start(loop, &killer, async_killer_cb, &p);
+    atb_async_send(p.victim);
+    atb_async_send(&killer);
+    ck_assert_int_eq(atb_loop_poll(loop, 100), ATBUS_OK);
+    ck_assert_int_eq(p.killer_calls, 1);
+    ck_assert_ptr_null(p.victim);
+    atb_async_stop(&killer);
+    atb_loop_free(loop);
+}
+END_TEST
+
 static Suite *
 loop_suite(void)
 {
@@ -476,6 +524,7 @@ loop_suite(void)
     tcase_add_test(tc, test_stop_from_another_thread);
     tcase_add_test(tc, test_driven_by_outer_poll_loop);
     tcase_add_test(tc, test_async_from_another_thread);
+    tcase_add_test(tc, test_async_callback_stops_another);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -38,6 +38,9 @@ struct atb_loop {
 
     /* Registered async handles (loop thread only). */
     atb_async *asyncs;
+    /* The next handle loop_wake_cb visits; atb_async_stop moves it past a
+     * handle stopped (and perhaps freed) by a callback. */
+    atb_async *async_cursor;
 
     /* Deferred calls, FIFO. */
     atb_deferred *defer_head;
@@ -342,9 +345,10 @@ loop_wake_cb(atb_io *io, unsigned events, void *arg)
     /* Drain the counter first: a send after this point wakes us again. */
     while (read(io->fd, &v, sizeof(v)) < 0 && errno == EINTR) {
     }
-    atb_async *next;
-    for (atb_async *a = loop->asyncs; a != NULL; a = next) {
-        next = a->next; /* the callback may stop a */
+    /* A callback may stop any handle, not just its own, so the walk
+     * keeps its position where atb_async_stop can correct it. */
+    for (atb_async *a = loop->asyncs; a != NULL; a = loop->async_cursor) {
+        loop->async_cursor = a->next;
         if (atomic_exchange(&a->pending, 0)) {
             a->cb(a, a->arg);
         }
@@ -365,6 +369,9 @@ atb_async_start(atb_loop *loop, atb_async *a, atb_async_cb cb, void *arg)
 void
 atb_async_stop(atb_async *a)
 {
+    if (a->loop->async_cursor == a) {
+        a->loop->async_cursor = a->next;
+    }
     atb_async **pp = &a->loop->asyncs;
     while (*pp != NULL && *pp != a) {
         pp = &(*pp)->next;
