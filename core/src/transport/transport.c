@@ -14,10 +14,11 @@ extern const atb_transport atb_transport_unix;
 extern const atb_transport atb_transport_ipv4;
 extern const atb_transport atb_transport_ipv6;
 extern const atb_transport atb_transport_udp;
+extern const atb_transport atb_transport_shm;
 
 static const atb_transport *const transports[] = {
     &atb_transport_mem,  &atb_transport_unix, &atb_transport_ipv4,
-    &atb_transport_ipv6, &atb_transport_udp,
+    &atb_transport_ipv6, &atb_transport_udp,  &atb_transport_shm,
 };
 
 static atomic_uint_fast64_t conn_next_id = 1;
@@ -30,6 +31,7 @@ atb_transport_config_default(atb_transport_config *cfg)
     cfg->send_buffer_limit = (size_t)8 * 1024 * 1024;
     cfg->read_budget = (size_t)256 * 1024;
     cfg->backlog = 128;
+    cfg->shm_ring_size = (size_t)16 * 1024 * 1024;
 }
 
 const atb_transport *
@@ -188,6 +190,15 @@ atb_conn_opened(atb_conn *c)
     if (c->cbs.on_open != NULL) {
         c->cbs.on_open(c, c->arg);
     }
+}
+
+size_t
+atb_conn_queued(const atb_conn *c)
+{
+    if (c->state != ATB_CONN_OPEN || c->tp->queued == NULL) {
+        return 0;
+    }
+    return c->tp->queued(c);
 }
 
 void

@@ -51,10 +51,15 @@ typedef struct atb_transport_config {
      * the address family: 548 bytes for IPv4 (576-byte minimum reassembly
      * size minus IP and UDP headers), 1232 for IPv6 (1280 minus 48). */
     size_t udp_mtu;
+    /* Data area of the rings a shm:// listener and a dialing loop's inbox
+     * read (rounded up to a power of two). A ring carries frames up to an
+     * eighth of it, so the default 16 MiB fits the default 2 MiB frames.
+     * An inbox is sized by the first dial of its loop. */
+    size_t shm_ring_size;
 } atb_transport_config;
 
 /* atb_transport_config_default fills the defaults: 2 MiB frames, 8 MiB
- * send buffer, 256 KiB read budget, backlog 128. */
+ * send buffer, 256 KiB read budget, backlog 128, 16 MiB shm rings. */
 void atb_transport_config_default(atb_transport_config *cfg);
 
 typedef struct atb_conn_stats {
@@ -134,6 +139,9 @@ struct atb_transport {
      * on_close. */
     void (*shutdown)(atb_conn *c);
     void (*conn_free)(atb_conn *c);
+    /* Bytes accepted by send but not yet handed to the OS; NULL when
+     * sends are never queued (message transports write at once). */
+    size_t (*queued)(const atb_conn *c);
 };
 
 /* atb_transport_find returns the ops table for a scheme, or NULL when the
@@ -143,7 +151,8 @@ const atb_transport *atb_transport_find(enum atb_url_scheme scheme);
 /*
  * atb_listen starts listening on url (text). cfg may be NULL for the
  * defaults. Returns ATBUS_OK, ATBUS_EADDRINVAL, ATBUS_ENOTSUP,
- * ATBUS_EADDRINUSE, ATBUS_EPERM, ATBUS_ENOMEM or ATBUS_ESYSTEM.
+ * ATBUS_EADDRINUSE, ATBUS_EPERM, ATBUS_ENOSPC (shm: shared memory too
+ * small for the ring), ATBUS_ENOMEM or ATBUS_ESYSTEM.
  */
 int atb_listen(atb_loop *loop, const char *url, const atb_transport_config *cfg,
                const atb_listener_cbs *cbs, void *arg, atb_listener **out);
@@ -155,8 +164,9 @@ void atb_listener_close(atb_listener *l);
 /*
  * atb_dial starts connecting to url; on_open or on_close (with the
  * reason, e.g. ATBUS_ECONNREFUSED) follows from the loop. Returns
- * ATBUS_OK, ATBUS_EADDRINVAL, ATBUS_ENOTSUP, ATBUS_ENOMEM or
- * ATBUS_ESYSTEM; then *out is not set.
+ * ATBUS_OK, ATBUS_EADDRINVAL, ATBUS_ENOTSUP, ATBUS_ENOSPC (shm: no room
+ * for the loop's inbox ring), ATBUS_ENOMEM or ATBUS_ESYSTEM; then *out is
+ * not set.
  */
 int atb_dial(atb_loop *loop, const char *url, const atb_transport_config *cfg,
              const atb_conn_cbs *cbs, void *arg, atb_conn **out);
@@ -181,6 +191,11 @@ int atb_conn_send(atb_conn *c, const struct iovec *iov, int iovcnt);
  * A no-op when already closing. Never blocks.
  */
 void atb_conn_close(atb_conn *c);
+
+/* atb_conn_queued returns the bytes c still holds for sending: an owner
+ * that wants its last frames out (a close message) waits for zero before
+ * atb_conn_close, which would drop them. */
+size_t atb_conn_queued(const atb_conn *c);
 
 /* atb_conn_free releases c after on_close, or a connection that never
  * reached the loop; NULL is a no-op. */

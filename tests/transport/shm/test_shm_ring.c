@@ -2,9 +2,10 @@
  * Shared-memory ring: names and validation of foreign objects, one writer
  * wrapping the ring many times, claim/commit/abort, four writer processes
  * at once, recovery from writers that die inside a claim, the ENOSPC
- * check at creation, and futex sleep and wake-up across threads and
- * processes, including a ping-pong that races commits against the
- * reader's way into the futex.
+ * check at creation, the reader lock (liveness, reclaim, sweep) across
+ * processes, the free-space check, and futex sleep and wake-up across
+ * threads and processes, including a ping-pong that races commits
+ * against the reader's way into the futex, and an interrupted wait.
  *
  * Writers run in forked processes that report through their exit status
  * (they never call Check) and leave with _exit. Every loop that waits for
@@ -976,6 +977,184 @@ START_TEST(test_enospc_at_create)
 }
 END_TEST
 
+/* ---- the reader lock ------------------------------------------------ */
+
+struct holder {
+    const char *key;
+    int ready; /* write end: a byte once the ring exists */
+};
+
+/* holder_main creates a ring and waits to be killed; exit 1 on failure,
+ * 3 when nobody killed it. */
+static int
+holder_main(void *arg)
+{
+    const struct holder *h = arg;
+    atb_shm_ring *ring = NULL;
+    if (atb_shm_ring_create(&ring, h->key, 4096) != ATBUS_OK ||
+        write(h->ready, "r", 1) != 1) {
+        return 1;
+    }
+    sleep_us((long)DEADLINE_US);
+    return 3;
+}
+
+static pid_t
+spawn_holder(const char *key, int fds[2])
+{
+    ck_assert_int_eq(pipe(fds), 0);
+    struct holder h = {key, fds[1]};
+    pid_t pid = spawn(holder_main, &h);
+    char b;
+    ck_assert_int_eq(read(fds[0], &b, 1), 1);
+    return pid;
+}
+
+START_TEST(test_reader_lock_liveness_and_reclaim)
+{
+    /* In one process: a writer handle on one's own ring sees the reader
+     * alive; a reclaim leaves a live ring alone. */
+    const char *key = key_make("lock");
+    atb_shm_ring *reader = ring_make(key, 4096);
+    atb_shm_ring *writer = NULL;
+    ck_assert_int_eq(atb_shm_ring_open(&writer, key), ATBUS_OK);
+    ck_assert_int_eq(atb_shm_ring_reader_alive(reader), 1);
+    ck_assert_int_eq(atb_shm_ring_reader_alive(writer), 1);
+    ck_assert_int_eq(atb_shm_ring_reclaim(key), ATBUS_EEXIST);
+    ck_assert_int_eq(atb_shm_ring_reader_alive(writer), 1);
+    /* A closed reader is not alive, and its name can be reclaimed. */
+    atb_shm_ring_close(reader);
+    ck_assert_int_eq(atb_shm_ring_reader_alive(writer), 0);
+    ck_assert_int_eq(atb_shm_ring_reclaim(key), ATBUS_OK);
+    ck_assert_int_eq(atb_shm_ring_reclaim(key), ATBUS_ENOTFOUND);
+    ck_assert_int_eq(atb_shm_ring_reclaim("a/b"), ATBUS_EINVAL);
+    atb_shm_ring_close(writer);
+
+    /* Across processes: alive while the creator lives, dead once it is
+     * killed (it never closed), then reclaimed and created anew. */
+    key = key_make("lockproc");
+    int fds[2];
+    pid_t pid = spawn_holder(key, fds);
+    ck_assert_int_eq(atb_shm_ring_open(&writer, key), ATBUS_OK);
+    ck_assert_int_eq(atb_shm_ring_reader_alive(writer), 1);
+    atb_shm_ring *dup = NULL;
+    ck_assert_int_eq(atb_shm_ring_create(&dup, key, 4096), ATBUS_EEXIST);
+    ck_assert_int_eq(atb_shm_ring_reclaim(key), ATBUS_EEXIST);
+    kill(pid, SIGKILL);
+    ck_assert_int_eq(reap(pid), 128 + SIGKILL);
+    ck_assert_int_eq(atb_shm_ring_reader_alive(writer), 0);
+    ck_assert_int_eq(atb_shm_ring_reclaim(key), ATBUS_OK);
+    reader = ring_make(key, 4096);
+    /* The old writer still maps the dead ring, not the new one. */
+    ck_assert_int_eq(atb_shm_ring_reader_alive(writer), 0);
+    atb_shm_ring_close(writer);
+    ck_assert_int_eq(atb_shm_ring_open(&writer, key), ATBUS_OK);
+    ck_assert_int_eq(atb_shm_ring_reader_alive(writer), 1);
+    atb_shm_ring_close(writer);
+    atb_shm_ring_close(reader);
+    ck_assert_int_eq(atb_shm_ring_unlink(key), ATBUS_OK);
+    close(fds[0]);
+    close(fds[1]);
+}
+END_TEST
+
+START_TEST(test_sweep_takes_only_dead_rings)
+{
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "test-%ld-sweep-", runner_pid);
+    const char *dead1 = key_make("sweep-dead1");
+    const char *dead2 = key_make("sweep-dead2");
+    const char *live = key_make("sweep-live");
+    const char *other = key_make("swept-not");
+    int fds[2][2];
+    pid_t p1 = spawn_holder(dead1, fds[0]);
+    pid_t p2 = spawn_holder(dead2, fds[1]);
+    atb_shm_ring *mine = ring_make(live, 4096);
+    atb_shm_ring *closed = ring_make(other, 4096);
+    atb_shm_ring_close(closed); /* dead, but another prefix */
+    ck_assert_int_eq(atb_shm_ring_sweep(prefix), 0);
+    kill(p1, SIGKILL);
+    kill(p2, SIGKILL);
+    ck_assert_int_eq(reap(p1), 128 + SIGKILL);
+    ck_assert_int_eq(reap(p2), 128 + SIGKILL);
+    ck_assert_int_eq(atb_shm_ring_sweep(prefix), 2);
+    atb_shm_ring *w = NULL;
+    ck_assert_int_eq(atb_shm_ring_open(&w, dead1), ATBUS_ENOTFOUND);
+    ck_assert_int_eq(atb_shm_ring_open(&w, live), ATBUS_OK);
+    atb_shm_ring_close(w);
+    ck_assert_int_eq(atb_shm_ring_open(&w, other), ATBUS_ECLOSED);
+    atb_shm_ring_close(mine);
+    ck_assert_int_eq(atb_shm_ring_unlink(live), ATBUS_OK);
+    ck_assert_int_eq(atb_shm_ring_unlink(other), ATBUS_OK);
+    for (int i = 0; i < 2; i++) {
+        close(fds[i][0]);
+        close(fds[i][1]);
+    }
+}
+END_TEST
+
+/* ---- free space and positions ---------------------------------------- */
+
+START_TEST(test_writable_and_positions)
+{
+    const char *key = key_make("writable");
+    atb_shm_ring *reader = ring_make(key, 4096);
+    atb_shm_ring *writer = NULL;
+    ck_assert_int_eq(atb_shm_ring_open(&writer, key), ATBUS_OK);
+    const size_t max = atb_shm_ring_max_length(writer);
+    ck_assert_int_eq(atb_shm_ring_writable(writer, max + 1), ATBUS_EMSGSIZE);
+    ck_assert_uint_eq(atb_shm_ring_head(writer), 0);
+    ck_assert_uint_eq(atb_shm_ring_tail(writer), 0);
+    uint8_t buf[512] = {0};
+    /* writable agrees with write as the ring fills, record by record. */
+    uint64_t written = 0;
+    for (;;) {
+        int fits = atb_shm_ring_writable(writer, 100);
+        ck_assert(fits == 0 || fits == 1);
+        int rc = write1(writer, 1, buf, 100);
+        ck_assert_int_eq(rc, fits ? ATBUS_OK : ATBUS_EWOULDBLOCK);
+        if (!fits) {
+            break;
+        }
+        written++;
+    }
+    ck_assert_uint_eq(atb_shm_ring_tail(reader), written * 112);
+    /* The rest takes empty records, 8 bytes each. */
+    uint64_t empty = 0;
+    while (atb_shm_ring_writable(writer, 0) == 1) {
+        ck_assert_int_eq(write1(writer, 1, buf, 0), ATBUS_OK);
+        empty++;
+    }
+    ck_assert_uint_eq(written * 112 + empty * 8, 4096);
+    ck_assert_int_eq(write1(writer, 1, buf, 0), ATBUS_EWOULDBLOCK);
+    struct rec_log log = {0};
+    ck_assert_int_eq(atb_shm_ring_read(reader, log_record, &log, 1000),
+                     (int)(written + empty));
+    ck_assert_uint_eq(atb_shm_ring_head(writer), atb_shm_ring_tail(writer));
+    /* A record that does not fit before the end of the area also needs
+     * the rest of it as padding: writable counts that, as the claim does.
+     * Head at index 496, tail at 4032: 560 bytes free, 64 of them before
+     * the end. */
+    ck_assert_int_eq(write1(writer, 1, buf, 488), ATBUS_OK);
+    ck_assert_int_eq(atb_shm_ring_read(reader, log_record, &log, 1), 1);
+    for (int i = 0; i < 6; i++) {
+        ck_assert_int_eq(write1(writer, 1, buf, 512), ATBUS_OK);
+    }
+    ck_assert_int_eq(write1(writer, 1, buf, 408), ATBUS_OK);
+    ck_assert_uint_eq(atb_shm_ring_tail(writer) - atb_shm_ring_head(writer),
+                      4096 - 560);
+    ck_assert_uint_eq(max, 512);
+    ck_assert_int_eq(atb_shm_ring_writable(writer, 512), 0); /* 64 + 520 */
+    ck_assert_int_eq(write1(writer, 1, buf, 512), ATBUS_EWOULDBLOCK);
+    ck_assert_int_eq(atb_shm_ring_writable(writer, 48), 1); /* before end */
+    ck_assert_int_eq(write1(writer, 1, buf, 48), ATBUS_OK);
+    atb_shm_ring_close(reader);
+    ck_assert_int_eq(atb_shm_ring_writable(writer, 1), ATBUS_ECLOSED);
+    atb_shm_ring_close(writer);
+    ck_assert_int_eq(atb_shm_ring_unlink(key), ATBUS_OK);
+}
+END_TEST
+
 /* ---- sleep and wake-up ---------------------------------------------- */
 
 START_TEST(test_wait_times_out)
@@ -1168,6 +1347,38 @@ START_TEST(test_wait_ping_pong)
 }
 END_TEST
 
+static void *
+waiter_thread(void *arg)
+{
+    return (void *)(intptr_t)atb_shm_ring_wait(arg, (int64_t)DEADLINE_US);
+}
+
+START_TEST(test_wait_interrupted)
+{
+    const char *key = key_make("interrupt");
+    atb_shm_ring *ring = ring_make(key, 4096);
+    pthread_t th;
+    uint64_t start = now_us();
+    ck_assert_int_eq(pthread_create(&th, NULL, waiter_thread, ring), 0);
+    /* Interrupt before, during or after its way into the futex: it ends
+     * the wait in every case. */
+    while (!atb_shm_ring_reader_waiting(ring) && now_us() - start < 2000) {
+        sched_yield();
+    }
+    atb_shm_ring_interrupt(ring);
+    void *res;
+    ck_assert_int_eq(pthread_join(th, &res), 0);
+    ck_assert_int_eq((int)(intptr_t)res, ATBUS_ECLOSED);
+    ck_assert_msg(now_us() - start < DEADLINE_US, "the interrupt was lost");
+    /* Sticky: later waits return at once, records or not. */
+    ck_assert_int_eq(atb_shm_ring_wait(ring, -1), ATBUS_ECLOSED);
+    ck_assert_int_eq(write1(ring, 1, "x", 1), ATBUS_OK);
+    ck_assert_int_eq(atb_shm_ring_wait(ring, -1), ATBUS_ECLOSED);
+    atb_shm_ring_close(ring);
+    ck_assert_int_eq(atb_shm_ring_unlink(key), ATBUS_OK);
+}
+END_TEST
+
 static Suite *
 shm_ring_suite(void)
 {
@@ -1183,10 +1394,14 @@ shm_ring_suite(void)
     tcase_add_test(tc, test_writer_crash_after_claim);
     tcase_add_test(tc, test_writer_crash_before_header);
     tcase_add_test(tc, test_enospc_at_create);
+    tcase_add_test(tc, test_reader_lock_liveness_and_reclaim);
+    tcase_add_test(tc, test_sweep_takes_only_dead_rings);
+    tcase_add_test(tc, test_writable_and_positions);
     tcase_add_test(tc, test_wait_times_out);
     tcase_add_test(tc, test_wait_woken_by_thread);
     tcase_add_test(tc, test_wait_woken_by_process);
     tcase_add_test(tc, test_wait_ping_pong);
+    tcase_add_test(tc, test_wait_interrupted);
     suite_add_tcase(s, tc);
     return s;
 }

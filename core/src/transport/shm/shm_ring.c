@@ -15,6 +15,7 @@
 
 #include <atbus/error.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -109,8 +110,12 @@ struct atb_shm_ring {
     size_t capacity;
     size_t mask;
     size_t max_length;
+    int fd; /* kept open: the reader's lock lives on it */
     int reader;
     int corrupt; /* sticky: a record length pointed outside the ring */
+    /* atb_shm_ring_interrupt was called: waits return at once. Another
+     * thread sets it, so it is atomic even though it is process-local. */
+    _Atomic int interrupted;
     /* recover: the head being watched (-1: none yet) and since when it
      * has not moved. */
     int64_t stall_head;
@@ -152,7 +157,54 @@ shm_max_length(size_t capacity)
     return n < SHM_MAX_RECORD_PAYLOAD ? n : SHM_MAX_RECORD_PAYLOAD;
 }
 
-/* shm_map maps size bytes of fd and wraps them in a handle. */
+/*
+ * The reader lock: an open-file-description lock on byte 0 of the object,
+ * held by the reader for as long as its handle is open. The kernel drops
+ * it when the reader closes or dies, whatever its pid namespace, so it
+ * tells a live reader from a dead one where a stored pid cannot (pids are
+ * reused, and mean nothing across namespaces). OFD locks, not classic
+ * POSIX locks: those would be released by closing any other descriptor of
+ * the object in the reader's process (a writer handle on its own ring),
+ * and F_GETLK would not report a lock held by the asking process.
+ */
+static struct flock
+shm_lock_range(short type)
+{
+    struct flock fl;
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = 0;
+    fl.l_len = 1;
+    return fl;
+}
+
+/* shm_lock takes the reader lock without waiting. Returns ATBUS_OK,
+ * ATBUS_EEXIST (another handle holds it) or an error of atb_sys_error. */
+static int
+shm_lock(int fd)
+{
+    struct flock fl = shm_lock_range(F_WRLCK);
+    if (fcntl(fd, F_OFD_SETLK, &fl) == 0) {
+        return ATBUS_OK;
+    }
+    if (errno == EAGAIN || errno == EACCES) {
+        return ATBUS_EEXIST;
+    }
+    return atb_sys_error(errno);
+}
+
+/* shm_linked reports whether the object behind fd still has its name:
+ * the lock is only worth something while it is on the named object. */
+static int
+shm_linked(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && st.st_nlink > 0;
+}
+
+/* shm_map maps size bytes of fd and wraps them in a handle, which takes
+ * over fd. */
 static int
 shm_map(atb_shm_ring **out, int fd, size_t size, int reader)
 {
@@ -172,7 +224,9 @@ shm_map(atb_shm_ring **out, int fd, size_t size, int reader)
     ring->capacity = size - ATB_SHM_RING_HEADER_SIZE;
     ring->mask = ring->capacity - 1;
     ring->max_length = shm_max_length(ring->capacity);
+    ring->fd = fd;
     ring->reader = reader;
+    atomic_init(&ring->interrupted, 0);
     ring->stall_head = -1; /* positions are >= 0: the first recover call
                             * starts the clock */
     *out = ring;
@@ -183,6 +237,7 @@ static void
 shm_unmap(atb_shm_ring *ring)
 {
     munmap(ring->hdr, ring->map_size);
+    close(ring->fd);
     atb_free(ring);
 }
 
@@ -205,6 +260,20 @@ atb_shm_ring_create(atb_shm_ring **out, const char *key, size_t capacity)
         return atb_sys_error(errno);
     }
     /*
+     * Lock at once. Until then atb_shm_ring_reclaim in another process
+     * takes the object for a dead reader's and may remove it; then either
+     * the lock is still held by that process or the object has lost its
+     * name, and the name is no longer ours to use or remove.
+     */
+    rc = shm_lock(fd);
+    if (rc == ATBUS_OK && !shm_linked(fd)) {
+        rc = ATBUS_EEXIST;
+    }
+    if (rc != ATBUS_OK) {
+        close(fd);
+        return rc;
+    }
+    /*
      * Allocate every page now. Sizing with ftruncate alone makes a sparse
      * object: a full /dev/shm would then show up as SIGBUS on some later
      * write. fallocate runs first because on failure tmpfs leaves the size
@@ -225,9 +294,10 @@ atb_shm_ring_create(atb_shm_ring **out, const char *key, size_t capacity)
     } else {
         rc = shm_map(&ring, fd, size, 1);
     }
-    close(fd);
     if (rc != ATBUS_OK) {
+        /* Still under the lock: the name is ours to remove. */
         shm_unlink(name);
+        close(fd);
         return rc;
     }
 
@@ -285,8 +355,8 @@ atb_shm_ring_open(atb_shm_ring **out, const char *key)
     size_t size = (size_t)st.st_size;
     atb_shm_ring *ring = NULL;
     rc = shm_map(&ring, fd, size, 0);
-    close(fd);
     if (rc != ATBUS_OK) {
+        close(fd);
         return rc;
     }
 
@@ -326,6 +396,69 @@ atb_shm_ring_close(atb_shm_ring *ring)
 }
 
 int
+atb_shm_ring_reclaim(const char *key)
+{
+    char name[sizeof(SHM_NAME_PREFIX) + ATB_SHM_RING_KEY_MAX];
+    int rc = shm_name(name, key);
+    if (rc != ATBUS_OK) {
+        return rc;
+    }
+    int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+    if (fd < 0) {
+        return atb_sys_error(errno);
+    }
+    rc = shm_lock(fd);
+    if (rc == ATBUS_OK) {
+        /* Holding the lock of a named object: no reader can hold it, and
+         * only a lock holder removes the name, so the name still means
+         * this object when it is removed. An object that lost its name
+         * meanwhile was already taken care of. */
+        if (shm_linked(fd) && shm_unlink(name) != 0 && errno != ENOENT) {
+            rc = atb_sys_error(errno);
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+int
+atb_shm_ring_sweep(const char *prefix)
+{
+    size_t n = strlen(prefix);
+    const size_t skip = sizeof(SHM_NAME_PREFIX) - 2; /* "atbus." */
+    DIR *dir = opendir("/dev/shm");
+    if (dir == NULL) {
+        return atb_sys_error(errno);
+    }
+    int removed = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        if (strncmp(e->d_name, SHM_NAME_PREFIX + 1, skip) == 0 &&
+            strncmp(e->d_name + skip, prefix, n) == 0 &&
+            atb_shm_ring_reclaim(e->d_name + skip) == ATBUS_OK) {
+            removed++;
+        }
+    }
+    closedir(dir);
+    return removed;
+}
+
+int
+atb_shm_ring_reader_alive(const atb_shm_ring *ring)
+{
+    if (ring->reader) {
+        return 1;
+    }
+    /* F_OFD_GETLK reports a conflicting lock without taking anything, so
+     * asking never gets in the way of a reader or a reclaimer. */
+    struct flock fl = shm_lock_range(F_WRLCK);
+    if (fcntl(ring->fd, F_OFD_GETLK, &fl) != 0) {
+        return atb_sys_error(errno);
+    }
+    return fl.l_type != F_UNLCK;
+}
+
+int
 atb_shm_ring_unlink(const char *key)
 {
     char name[sizeof(SHM_NAME_PREFIX) + ATB_SHM_RING_KEY_MAX];
@@ -355,6 +488,20 @@ int
 atb_shm_ring_reader_waiting(const atb_shm_ring *ring)
 {
     return atomic_load_explicit(&ring->hdr->waiting, memory_order_relaxed) != 0;
+}
+
+uint64_t
+atb_shm_ring_head(const atb_shm_ring *ring)
+{
+    return (uint64_t)atomic_load_explicit(&ring->hdr->head,
+                                          memory_order_acquire);
+}
+
+uint64_t
+atb_shm_ring_tail(const atb_shm_ring *ring)
+{
+    return (uint64_t)atomic_load_explicit(&ring->hdr->tail,
+                                          memory_order_acquire);
 }
 
 /* ---- writers --------------------------------------------------------- */
@@ -539,6 +686,26 @@ atb_shm_ring_write(atb_shm_ring *ring, int32_t type, const struct iovec *iov,
     return ATBUS_OK;
 }
 
+int
+atb_shm_ring_writable(const atb_shm_ring *ring, size_t len)
+{
+    if (len > ring->max_length) {
+        return ATBUS_EMSGSIZE;
+    }
+    const struct shm_header *h = ring->hdr;
+    if (atomic_load_explicit(&h->closed, memory_order_relaxed)) {
+        return ATBUS_ECLOSED;
+    }
+    /* The same arithmetic as shm_claim_space, including the padding a
+     * record needs when it does not fit before the end of the area. */
+    size_t need = shm_align(ATB_SHM_RING_RECORD_HEADER + len);
+    int64_t tail = atomic_load_explicit(&h->tail, memory_order_relaxed);
+    int64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
+    size_t idx = (size_t)tail & ring->mask;
+    size_t pad = ring->capacity - idx < need ? ring->capacity - idx : 0;
+    return tail + (int64_t)(pad + need) - head <= (int64_t)ring->capacity;
+}
+
 /* ---- the reader ------------------------------------------------------ */
 
 /*
@@ -647,6 +814,9 @@ atb_shm_ring_wait(atb_shm_ring *ring, int64_t timeout_us)
     if (!ring->reader) {
         return ATBUS_EINVAL;
     }
+    if (atomic_load(&ring->interrupted)) {
+        return ATBUS_ECLOSED;
+    }
     if (shm_ready(ring) || ring->corrupt) {
         return ATBUS_OK; /* a read reports the corruption */
     }
@@ -664,6 +834,11 @@ atb_shm_ring_wait(atb_shm_ring *ring, int64_t timeout_us)
         if (shm_ready(ring)) {
             atomic_store_explicit(w, 0, memory_order_relaxed);
             return ATBUS_OK;
+        }
+        /* The same announce/re-check pairing covers the interrupt. */
+        if (atomic_load_explicit(&ring->interrupted, memory_order_relaxed)) {
+            atomic_store_explicit(w, 0, memory_order_relaxed);
+            return ATBUS_ECLOSED;
         }
         struct timespec ts;
         const struct timespec *tsp = NULL;
@@ -692,6 +867,15 @@ atb_shm_ring_wait(atb_shm_ring *ring, int64_t timeout_us)
             return ATBUS_OK;
         }
     }
+}
+
+void
+atb_shm_ring_interrupt(atb_shm_ring *ring)
+{
+    atomic_store_explicit(&ring->interrupted, 1, memory_order_relaxed);
+    /* Then wake exactly as a writer does (see shm_wake): either the
+     * sleeper's re-check sees the flag, or this sees its announcement. */
+    shm_wake(ring);
 }
 
 /* shm_zero_since reports whether every record-header slot in [from, to)

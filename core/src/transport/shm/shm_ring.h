@@ -14,7 +14,10 @@
  * protocol.
  *
  * Roles: the process that creates a ring is its only reader; it may also
- * write to it. Processes that open it are writers.
+ * write to it. Processes that open it are writers. The reader holds a lock
+ * on the object while its handle is open, which the kernel drops when the
+ * reader closes or dies: writers ask atb_shm_ring_reader_alive, and
+ * atb_shm_ring_reclaim removes the name of a ring whose reader is gone.
  *
  * Threads and processes: write, claim, commit and abort may run
  * concurrently from any number of threads and processes. The reader
@@ -68,8 +71,10 @@ typedef void (*atb_shm_ring_handler)(int32_t type, const void *data, size_t len,
  * created with mode 0600 (same user only). All of its memory is allocated
  * here, so a /dev/shm too small for it fails now instead of raising
  * SIGBUS later. An existing name is never reused, even when its reader is
- * dead: a restarting reader unlinks its own stale name first
- * (atb_shm_ring_unlink).
+ * dead: a restarting reader removes the stale name first
+ * (atb_shm_ring_reclaim). The new reader's lock is taken right after the
+ * name is made; a reclaim racing with that makes create fail with
+ * ATBUS_EEXIST and leave the name alone.
  *
  * Returns ATBUS_OK and *out (close with atb_shm_ring_close), or
  * ATBUS_EINVAL (key or capacity), ATBUS_EEXIST (the name exists),
@@ -93,10 +98,38 @@ int atb_shm_ring_open(atb_shm_ring **out, const char *key);
 
 /*
  * atb_shm_ring_close unmaps the ring and frees the handle; NULL is a no-op.
- * When the reader closes, writers' later writes fail with ATBUS_ECLOSED.
- * The name stays until atb_shm_ring_unlink.
+ * When the reader closes, writers' later writes fail with ATBUS_ECLOSED
+ * and its lock is released. The name stays until atb_shm_ring_unlink; a
+ * reader that removes its name does so before closing, while it still
+ * holds the lock, so that a reclaim never removes a successor's name.
  */
 void atb_shm_ring_close(atb_shm_ring *ring);
+
+/*
+ * atb_shm_ring_reclaim removes the name "/atbus.<key>" if no reader holds
+ * the object's lock: its reader closed or died (or it is not a ring at
+ * all). A live reader's ring is left alone, whichever process or pid
+ * namespace it runs in. Returns ATBUS_OK (removed, or the object lost its
+ * name meanwhile), ATBUS_EEXIST (a live reader holds it), ATBUS_ENOTFOUND,
+ * ATBUS_EINVAL (bad key), ATBUS_EPERM or ATBUS_ESYSTEM.
+ */
+int atb_shm_ring_reclaim(const char *key);
+
+/*
+ * atb_shm_ring_sweep calls atb_shm_ring_reclaim for every ring whose key
+ * starts with prefix, so the rings of crashed readers do not pile up in
+ * /dev/shm. Returns the number of names removed, or the error (from
+ * atb_sys_error) when /dev/shm cannot be listed.
+ */
+int atb_shm_ring_sweep(const char *prefix);
+
+/*
+ * atb_shm_ring_reader_alive reports whether the ring's reader still has it
+ * open: 1 (or always, on the reader's own handle), 0 once it closed or
+ * died, or ATBUS_ESYSTEM when the kernel cannot say. One system call;
+ * takes nothing, so it never disturbs the reader or a reclaim.
+ */
+int atb_shm_ring_reader_alive(const atb_shm_ring *ring);
 
 /*
  * atb_shm_ring_unlink removes the name "/atbus.<key>"; processes that
@@ -147,6 +180,14 @@ void atb_shm_ring_commit(atb_shm_ring *ring, void *data);
 void atb_shm_ring_abort(atb_shm_ring *ring, void *data);
 
 /*
+ * atb_shm_ring_writable reports whether a record with a len-byte payload
+ * would fit now: 1 or 0, ATBUS_EMSGSIZE (it never fits) or ATBUS_ECLOSED.
+ * Only a snapshot: other writers may take the space first. Nothing tells
+ * a writer that the reader has made room, so a refused writer polls this.
+ */
+int atb_shm_ring_writable(const atb_shm_ring *ring, size_t len);
+
+/*
  * atb_shm_ring_read delivers up to limit (> 0) committed records to
  * handler, in ring order, then zeroes and frees their space. Stops early
  * at a record that is claimed but not yet committed. Never blocks.
@@ -165,10 +206,19 @@ int atb_shm_ring_read(atb_shm_ring *ring, atb_shm_ring_handler handler,
  * check). It sleeps in the kernel (futex) with no busy loop; a caller that
  * wants lower latency polls atb_shm_ring_read for a while first.
  *
- * Returns ATBUS_OK (a record is ready), ATBUS_ETIMEDOUT, ATBUS_EINVAL
- * (not the reader) or ATBUS_ESYSTEM.
+ * Returns ATBUS_OK (a record is ready), ATBUS_ETIMEDOUT, ATBUS_ECLOSED
+ * (atb_shm_ring_interrupt was called), ATBUS_EINVAL (not the reader) or
+ * ATBUS_ESYSTEM.
  */
 int atb_shm_ring_wait(atb_shm_ring *ring, int64_t timeout_us);
+
+/*
+ * atb_shm_ring_interrupt makes a wait in progress on this reader handle
+ * return ATBUS_ECLOSED promptly, and every later wait at once: the way to
+ * stop a thread that waits. Any thread may call it; the handle must stay
+ * open until the waiting thread is done with it.
+ */
+void atb_shm_ring_interrupt(atb_shm_ring *ring);
 
 /*
  * atb_shm_ring_unblock turns the record at the reader's head into padding
@@ -202,5 +252,13 @@ int atb_shm_ring_recover(atb_shm_ring *ring, uint64_t now_us,
  * announced that it is going to sleep in atb_shm_ring_wait. For tests and
  * statistics; any handle may ask. */
 int atb_shm_ring_reader_waiting(const atb_shm_ring *ring);
+
+/* atb_shm_ring_head and atb_shm_ring_tail return the reader's position
+ * (everything before it has been consumed) and the writers' (everything
+ * claimed so far), in bytes since creation. Any handle. A reader that
+ * notes the tail when it learns a writer died knows that writer's
+ * records are all consumed once the head has passed that mark. */
+uint64_t atb_shm_ring_head(const atb_shm_ring *ring);
+uint64_t atb_shm_ring_tail(const atb_shm_ring *ring);
 
 #endif /* ATB_TRANSPORT_SHM_SHM_RING_H */

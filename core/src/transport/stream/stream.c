@@ -354,6 +354,13 @@ atb_stream_shutdown(atb_conn *c)
     s->slen = 0;
 }
 
+size_t
+atb_stream_queued(const atb_conn *c)
+{
+    const atb_stream_conn *s = (const atb_stream_conn *)c;
+    return s->slen - s->shead;
+}
+
 void
 atb_stream_conn_free(atb_conn *c)
 {

@@ -73,6 +73,7 @@ const atb_transport atb_transport_ipv4 = {
     .send = atb_stream_send,
     .shutdown = atb_stream_shutdown,
     .conn_free = atb_stream_conn_free,
+    .queued = atb_stream_queued,
 };
 
 const atb_transport atb_transport_ipv6 = {
@@ -83,4 +84,5 @@ const atb_transport atb_transport_ipv6 = {
     .send = atb_stream_send,
     .shutdown = atb_stream_shutdown,
     .conn_free = atb_stream_conn_free,
+    .queued = atb_stream_queued,
 };

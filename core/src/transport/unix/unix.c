@@ -85,4 +85,5 @@ const atb_transport atb_transport_unix = {
     .send = atb_stream_send,
     .shutdown = atb_stream_shutdown,
     .conn_free = atb_stream_conn_free,
+    .queued = atb_stream_queued,
 };
