@@ -1,10 +1,15 @@
 /* Node test harness (see harness.h). */
 #include "harness.h"
 
+#include <arpa/inet.h>
 #include <check.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -19,6 +24,9 @@ h_url(int kind, char *buf, size_t n)
     switch (kind) {
     case T_MEM:
         snprintf(buf, n, "mem://node-test-%d-%d", pid, counter);
+        break;
+    case T_SHM:
+        snprintf(buf, n, "shm://node-test-%d-%d", pid, counter);
         break;
     case T_UNIX:
         snprintf(buf, n, "unix:///tmp/atbus-node-%d-%d.sock", pid, counter);
@@ -44,7 +52,7 @@ h_url(int kind, char *buf, size_t n)
 const char *
 h_kind_name(int kind)
 {
-    static const char *const names[] = {"mem",  "unix", "unix",
+    static const char *const names[] = {"mem",  "shm",  "unix", "unix",
                                         "ipv4", "ipv6", "udp"};
     return names[kind];
 }
@@ -191,4 +199,50 @@ h_make_message(uint64_t seq, uint8_t *buf, size_t len)
     for (size_t i = 8; i < len; i++) {
         buf[i] = (uint8_t)(seq * 131 + i);
     }
+}
+
+int
+h_raw_socket(int kind, const char *url)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t len;
+    int family;
+    int type = kind == T_UDP ? SOCK_DGRAM : SOCK_STREAM;
+    if (kind == T_UNIX || kind == T_ABSTRACT) {
+        struct sockaddr_un *un = (struct sockaddr_un *)&ss;
+        un->sun_family = AF_UNIX;
+        const char *name = url + strlen("unix://");
+        if (kind == T_ABSTRACT) {
+            size_t n = strlen(name + 1);
+            memcpy(un->sun_path + 1, name + 1, n);
+            len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n);
+        } else {
+            snprintf(un->sun_path, sizeof(un->sun_path), "%s", name);
+            len = sizeof(*un);
+        }
+        family = AF_UNIX;
+    } else {
+        int port = atoi(strrchr(url, ':') + 1);
+        if (kind == T_IPV6) {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+            s6->sin6_family = AF_INET6;
+            s6->sin6_port = htons((uint16_t)port);
+            inet_pton(AF_INET6, "::1", &s6->sin6_addr);
+            len = sizeof(*s6);
+            family = AF_INET6;
+        } else {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+            s4->sin_family = AF_INET;
+            s4->sin_port = htons((uint16_t)port);
+            inet_pton(AF_INET, "127.0.0.1", &s4->sin_addr);
+            len = sizeof(*s4);
+            family = AF_INET;
+        }
+    }
+    int fd = socket(family, type | SOCK_NONBLOCK, 0);
+    ck_assert_int_ge(fd, 0);
+    int rc = connect(fd, (struct sockaddr *)&ss, len);
+    ck_assert(rc == 0 || errno == EINPROGRESS);
+    return fd;
 }

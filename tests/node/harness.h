@@ -13,6 +13,7 @@
 
 enum {
     T_MEM,
+    T_SHM,
     T_UNIX,
     T_ABSTRACT,
     T_IPV4,
@@ -68,5 +69,9 @@ void h_pump_ms(hnode **nodes, int n, int ms);
 /* h_make_message writes message number seq of len bytes (>= 8: the
  * sequence number, then a pattern from it). */
 void h_make_message(uint64_t seq, uint8_t *buf, size_t len);
+
+/* h_raw_socket connects a plain non-blocking socket to url (unix,
+ * abstract unix, ipv4, ipv6 or udp kinds), for peers that break rules. */
+int h_raw_socket(int kind, const char *url);
 
 #endif

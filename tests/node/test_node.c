@@ -7,9 +7,7 @@
  */
 #include <atbus/atbus.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/alloc.h"
 #include "common/clock.h"
 #include "harness.h"
 #include "node/backoff.h"
@@ -163,22 +162,7 @@ END_TEST
 
 /* ---- raw peers that break the rules ---- */
 
-/* raw_connect opens a blocking TCP socket to the ipv4:// url. */
-static int
-raw_connect(const char *url)
-{
-    int port = atoi(strrchr(url, ':') + 1);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-    return fd;
-}
-
-/* raw_register builds a register frame from reg into out. */
+/* raw_frame builds a one-fragment frame from a peer called "raw". */
 static size_t
 raw_frame(int64_t stream, int32_t type, const uint8_t *data, size_t len,
           uint8_t *out)
@@ -220,7 +204,9 @@ static size_t
 raw_exchange(hnode *a, const char *url, const uint8_t *frame, size_t len,
              uint8_t *in, size_t cap)
 {
-    int fd = raw_connect(url);
+    int fd = h_raw_socket(T_IPV4, url);
+    hnode *nodes[] = {a};
+    h_pump_ms(nodes, 1, 20);
     ck_assert_int_eq(send(fd, frame, len, 0), (ssize_t)len);
     size_t got = 0;
     int eof = 0;
@@ -644,6 +630,39 @@ START_TEST(test_config_checked)
 }
 END_TEST
 
+/* ---- out of memory ---- */
+
+START_TEST(test_out_of_memory)
+{
+    /* Fail the nth allocation of creating, starting and connecting a node
+     * for every n until it succeeds: each failure is reported as
+     * ATBUS_ENOMEM and leaks nothing (the test case checks). */
+    char url[160];
+    h_url(T_IPV4, url, sizeof(url));
+    int succeeded = 0;
+    for (unsigned long n = 1; n < 200 && !succeeded; n++) {
+        atbus_node_config cfg;
+        h_config(&cfg, "node-oom");
+        cfg.listen[cfg.listen_count++] = url;
+        atbus_node *node = NULL;
+        atb_alloc_fail_nth(n);
+        int rc = atbus_node_new(&node, &cfg);
+        if (rc == ATBUS_OK) {
+            rc = atbus_node_start(node);
+        }
+        if (rc == ATBUS_OK) {
+            rc = atbus_node_connect(node, url);
+        }
+        atb_alloc_fail_nth(0);
+        ck_assert_msg(rc == ATBUS_OK || rc == ATBUS_ENOMEM,
+                      "allocation %lu: %s", n, atbus_err_name(rc));
+        succeeded = rc == ATBUS_OK;
+        atbus_node_free(node);
+    }
+    ck_assert(succeeded);
+}
+END_TEST
+
 /* ---- the packet encoder against protobuf-c ---- */
 
 START_TEST(test_packet_prefix_decodes)
@@ -737,6 +756,7 @@ main(void)
     tcase_add_test(tc, test_outer_poll_loop);
     tcase_add_test(tc, test_send_errors_and_backpressure);
     tcase_add_test(tc, test_config_checked);
+    tcase_add_test(tc, test_out_of_memory);
     tcase_add_test(tc, test_packet_prefix_decodes);
     suite_add_tcase(s, tc);
     return atb_test_run(s);

@@ -46,8 +46,9 @@ typedef struct atbus_node_config {
     /* Required: the node's name, unique in the mesh; lowercase letters,
      * digits, '-' and '.', labels of 1-63 characters. */
     const char *name;
-    /* Where this node runs; decides channel choice. NULL: the system
-     * hostname and "default". */
+    /* Where this node runs, sent to peers in the register message (with
+     * the pid: same process, same host) for discovery to choose channels
+     * by. NULL: the system hostname and "default". */
     const char *hostname;
     const char *namespace_name;
     /* "node" (may dial) or "client" (never dials). NULL: "node". */
@@ -62,12 +63,17 @@ typedef struct atbus_node_config {
     /* Bytes queued per connection before a send returns
      * ATBUS_EWOULDBLOCK; default 8 MiB. */
     size_t send_buffer_limit;
-    /* Data area of the node's shm:// rings; default 16 MiB. */
+    /* Data area of the node's shm:// rings (its listener's and the inbox
+     * of the connections it dials); default 16 MiB. A ring carries
+     * messages up to an eighth of it. */
     size_t shm_ring_size;
     /* Keep-alive ping period; default 1000 ms. */
     uint32_t ping_interval_ms;
     /* A connection that receives nothing for this long is declared dead;
-     * default 5000 ms. Must exceed ping_interval_ms. */
+     * default 5000 ms. Must exceed ping_interval_ms. With shm://, keep it
+     * above 2 s: a writer process that dies in the middle of a record
+     * holds up the ring's other writers until the reader's stall
+     * recovery (2 s) frees it. */
     uint32_t peer_timeout_ms;
     /* A new connection must register within this time; default 3000 ms. */
     uint32_t register_timeout_ms;

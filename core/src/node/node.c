@@ -142,6 +142,9 @@ atbus_node_new(atbus_node **out, const atbus_node_config *cfg)
     atb_transport_config_default(&node->tcfg);
     node->tcfg.max_frame_message = cfg->max_message + FRAME_OVERHEAD;
     node->tcfg.send_buffer_limit = cfg->send_buffer_limit;
+    if (cfg->shm_ring_size != 0) {
+        node->tcfg.shm_ring_size = cfg->shm_ring_size;
+    }
     node->rng = cfg->seed != 0 ? cfg->seed
                                : atb_clock_us() ^ ((uint64_t)getpid() << 32);
     *out = node;
@@ -544,11 +547,13 @@ atbus_node_free(atbus_node *node)
     }
     node->freeing = 1;
     atbus_node_close(node);
-    /* Closing takes a few turns: close messages are flushed, then each
-     * transport delivers on_close from the loop. The bound only guards
-     * against a transport that never reports. */
-    for (int i = 0; i < 1000 && node->conns != NULL; i++) {
-        atb_loop_poll(node->loop, 0);
+    /* Closing takes a few turns: close messages are flushed (lingering
+     * up to a second for a slow reader), then each transport delivers
+     * on_close from the loop. The bound also guards against a transport
+     * that never reports. */
+    uint64_t end = atb_clock_us() + 1500000;
+    while (node->conns != NULL && atb_clock_us() < end) {
+        atb_loop_poll(node->loop, 1);
     }
     while (node->conns != NULL) {
         node_conn *nc = node->conns;

@@ -222,12 +222,28 @@ send_ping(node_conn *nc, int pong, int64_t id, int64_t timepoint)
 
 /* ---- closing ---- */
 
+/* The close message may sit behind queued data when the peer reads
+ * slowly; the transport is closed once it is written, or after LINGER_US
+ * at most (the peer then sees a reset instead of the reason). */
+#define LINGER_US ((uint64_t)1000000)
+#define LINGER_POLL_US ((uint64_t)1000)
+
+static void
+close_when_flushed(node_conn *nc)
+{
+    if (atb_conn_queued(nc->conn) == 0 ||
+        atb_loop_now_us(nc->node->loop) >= nc->linger_until_us ||
+        atb_timer_start(nc->node->loop, &nc->timer, LINGER_POLL_US, 0) !=
+            ATBUS_OK) {
+        atb_conn_close(nc->conn);
+    }
+}
+
 static void
 close_deferred(atb_deferred *d, void *arg)
 {
     (void)d;
-    node_conn *nc = arg;
-    atb_conn_close(nc->conn);
+    close_when_flushed(arg);
 }
 
 void
@@ -244,8 +260,9 @@ node_conn_end(node_conn *nc, int err, int reason_code, const char *message)
         reason_code !=
             ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_UNKNOWN) {
         send_close(nc, reason_code, message);
+        nc->linger_until_us = atb_loop_now_us(nc->node->loop) + LINGER_US;
         /* Stream transports write queued frames at the end of this turn;
-         * closing on the next one lets the close message out. */
+         * the check runs after that. */
         atb_loop_defer(nc->node->loop, &nc->close_defer, close_deferred, nc);
         return;
     }
@@ -587,6 +604,10 @@ conn_on_timer(atb_timer *t, void *arg)
     (void)t;
     node_conn *nc = arg;
     atbus_node *node = nc->node;
+    if (nc->state == NCONN_CLOSING) {
+        close_when_flushed(nc);
+        return;
+    }
     if (nc->state == NCONN_CONNECTING || nc->state == NCONN_REGISTERING) {
         node_conn_end(
             nc, ATBUS_ETIMEDOUT,

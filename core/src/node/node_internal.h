@@ -55,9 +55,10 @@ struct node_conn {
     /* Why the connection is ending; 0 until decided. */
     int close_err;
     int want_writable;
-    atb_timer timer; /* register deadline, then keep-alive */
+    atb_timer timer; /* register deadline, keep-alive, close linger */
     atb_deferred close_defer;
     uint64_t last_rx_us;
+    uint64_t linger_until_us; /* closing: give up flushing at this time */
     int64_t next_ping_id;
     int64_t rtt_us; /* smoothed; -1 before the first pong */
 };
