@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test and quality gate: formatting, the Check suites under
-# AddressSanitizer + UndefinedBehaviorSanitizer, an optimised build with the
+# AddressSanitizer + UndefinedBehaviorSanitizer and a short demo run there,
+# an optimised build with the
 # suites again and an install check, and a bounded fuzz run.
 #
 # Environment: ATBUS_BUILD_DIR (default ./build), ATBUS_FUZZ_SECONDS
@@ -48,6 +49,13 @@ cmake --build "$builds/asan" -j"$jobs" >/dev/null
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     run_ctest "$builds/asan"
+
+step "demo smoke run under the sanitizers (atbus-demo --quick)"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    "$builds/asan/tools/atbus-demo/atbus-demo" --quick >"$builds/asan/demo.log" 2>&1 ||
+    { cat "$builds/asan/demo.log" >&2; exit 1; }
+tail -n 2 "$builds/asan/demo.log" | sed 's/^/  /'
 
 step "optimised build + tests + install check"
 cmake -S "$root" -B "$builds/release" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
