@@ -122,6 +122,8 @@ START_TEST(test_close_pending)
     /* Whatever arrived is a prefix of what was sent, in order. */
     ck_assert_int_le(a.messages, queued);
     ck_assert_int_eq(a.bad, 0);
+    /* b's side ends when a has read to the end and closed too. */
+    ck_assert(h_pump(nodes, 2, &b.peers_down, 1, WAIT_MS));
     ck_assert_int_eq(b.peers_down, 1);
     atbus_node_free(b.node);
     atbus_node_free(a.node);

@@ -100,8 +100,14 @@ START_TEST(test_exchange_every_channel)
     ck_assert_uint_eq(st.connections_dialed, 1);
     ck_assert_uint_eq(st.protocol_errors, 0);
 
-    /* A closing node tells its peer: down with "shut down", not a reset. */
+    /* A closing node tells its peer: down with "shut down", not a reset,
+     * even when the peer writes into the closed channel before it has read
+     * the close message. */
     ck_assert_int_eq(atbus_node_close(a.node), ATBUS_OK);
+    h_make_message(n, buf, 64);
+    int rc = atbus_node_send(b.node, "node-a", 1, buf, 64);
+    ck_assert_msg(rc == ATBUS_OK || rc == ATBUS_ECLOSED, "%s",
+                  atbus_err_name(rc));
     ck_assert(h_pump(nodes, 2, &b.peers_down, 1, WAIT_MS));
     ck_assert_int_eq(b.last_down_reason, ATBUS_ECLOSED);
     ck_assert_int_eq(atbus_node_send(b.node, "node-a", 1, buf, 8),

@@ -223,20 +223,39 @@ send_ping(node_conn *nc, int pong, int64_t id, int64_t timepoint)
 /* ---- closing ---- */
 
 /* The close message may sit behind queued data when the peer reads
- * slowly; the transport is closed once it is written, or after LINGER_US
- * at most (the peer then sees a reset instead of the reason). */
+ * slowly. Once it is written the connection is half-closed where the
+ * transport can, so the peer reads it before end-of-stream, and closed
+ * when the peer closes too, or after LINGER_US at most (the peer then
+ * sees a reset instead of the reason). */
 #define LINGER_US ((uint64_t)1000000)
 #define LINGER_POLL_US ((uint64_t)1000)
 
 static void
 close_when_flushed(node_conn *nc)
 {
-    if (atb_conn_queued(nc->conn) == 0 ||
-        atb_loop_now_us(nc->node->loop) >= nc->linger_until_us ||
-        atb_timer_start(nc->node->loop, &nc->timer, LINGER_POLL_US, 0) !=
-            ATBUS_OK) {
+    atb_loop *loop = nc->node->loop;
+    uint64_t now = atb_loop_now_us(loop);
+    if (now >= nc->linger_until_us) {
         atb_conn_close(nc->conn);
+        return;
     }
+    if (nc->finished || atb_conn_queued(nc->conn) != 0) {
+        /* Still writing, or half-closed and waiting for the peer to read
+         * to the end and close its side (the transport's on_close). */
+        if (atb_timer_start(loop, &nc->timer,
+                            nc->finished ? nc->linger_until_us - now
+                                         : LINGER_POLL_US,
+                            0) != ATBUS_OK) {
+            atb_conn_close(nc->conn);
+        }
+        return;
+    }
+    nc->finished = atb_conn_finish(nc->conn);
+    if (!nc->finished) {
+        atb_conn_close(nc->conn);
+        return;
+    }
+    close_when_flushed(nc);
 }
 
 static void

@@ -55,6 +55,7 @@ struct node_conn {
     /* Why the connection is ending; 0 until decided. */
     int close_err;
     int want_writable;
+    int finished;    /* closing: half-closed, waiting for the peer's close */
     atb_timer timer; /* register deadline, keep-alive, close linger */
     atb_deferred close_defer;
     uint64_t last_rx_us;

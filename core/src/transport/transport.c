@@ -201,6 +201,16 @@ atb_conn_queued(const atb_conn *c)
     return c->tp->queued(c);
 }
 
+int
+atb_conn_finish(atb_conn *c)
+{
+    if (c->state != ATB_CONN_OPEN || c->tp->finish == NULL) {
+        return 0;
+    }
+    c->tp->finish(c);
+    return 1;
+}
+
 void
 atb_conn_free(atb_conn *c)
 {

@@ -142,6 +142,10 @@ struct atb_transport {
     /* Bytes accepted by send but not yet handed to the OS; NULL when
      * sends are never queued (message transports write at once). */
     size_t (*queued)(const atb_conn *c);
+    /* Half-close: no more sending, the peer reads end-of-stream after
+     * what was written, receiving goes on. NULL when the transport has no
+     * such state (closing is then the only way to finish). */
+    void (*finish)(atb_conn *c);
 };
 
 /* atb_transport_find returns the ops table for a scheme, or NULL when the
@@ -196,6 +200,16 @@ void atb_conn_close(atb_conn *c);
  * that wants its last frames out (a close message) waits for zero before
  * atb_conn_close, which would drop them. */
 size_t atb_conn_queued(const atb_conn *c);
+
+/*
+ * atb_conn_finish half-closes c where the transport can (stream sockets):
+ * the peer reads to the end of what was written, then end-of-stream, and
+ * c keeps receiving until the peer closes too. Closing outright with
+ * unread input makes some kernels (unix sockets) reset the connection,
+ * and the peer then loses the last frames it had not read yet. Returns 1
+ * if c was half-closed, 0 if the transport cannot (close it instead).
+ */
+int atb_conn_finish(atb_conn *c);
 
 /* atb_conn_free releases c after on_close, or a connection that never
  * reached the loop; NULL is a no-op. */

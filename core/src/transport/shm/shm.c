@@ -501,8 +501,18 @@ shm_send(atb_conn *conn, const struct iovec *iov, int iovcnt)
     case ATBUS_EWOULDBLOCK:
         return shm_conn_blocked(c, total);
     case ATBUS_ECLOSED:
-        /* The peer's reader closed its ring. */
-        atb_conn_fail(conn, ATBUS_ECONNRESET);
+        /* The peer's reader closed its ring. What it wrote to us before
+         * (often a close message saying why) may still wait in our ring:
+         * end the connection once the head passes it, as for a peer
+         * found dead (reader_check), not now, which would drop it. */
+        if (c->reader != NULL && c->reader->ring != NULL) {
+            if (!c->peer_dead) {
+                c->peer_dead = 1;
+                c->dead_mark = atb_shm_ring_tail(c->reader->ring);
+            }
+        } else {
+            atb_conn_fail(conn, ATBUS_ECONNRESET);
+        }
         return ATBUS_ECLOSED;
     default:
         return rc;

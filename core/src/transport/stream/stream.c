@@ -362,6 +362,13 @@ atb_stream_queued(const atb_conn *c)
 }
 
 void
+atb_stream_finish(atb_conn *c)
+{
+    atb_stream_conn *s = (atb_stream_conn *)c;
+    (void)shutdown(s->fd, SHUT_WR);
+}
+
+void
 atb_stream_conn_free(atb_conn *c)
 {
     atb_stream_conn *s = (atb_stream_conn *)c;

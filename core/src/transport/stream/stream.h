@@ -71,6 +71,7 @@ int atb_stream_send(atb_conn *c, const struct iovec *iov, int iovcnt);
 void atb_stream_shutdown(atb_conn *c);
 void atb_stream_conn_free(atb_conn *c);
 size_t atb_stream_queued(const atb_conn *c);
+void atb_stream_finish(atb_conn *c);
 void atb_stream_listener_free(atb_listener *l);
 
 /* atb_stream_tune sets per-connection socket options; the TCP transport

@@ -74,6 +74,7 @@ const atb_transport atb_transport_ipv4 = {
     .shutdown = atb_stream_shutdown,
     .conn_free = atb_stream_conn_free,
     .queued = atb_stream_queued,
+    .finish = atb_stream_finish,
 };
 
 const atb_transport atb_transport_ipv6 = {
@@ -85,4 +86,5 @@ const atb_transport atb_transport_ipv6 = {
     .shutdown = atb_stream_shutdown,
     .conn_free = atb_stream_conn_free,
     .queued = atb_stream_queued,
+    .finish = atb_stream_finish,
 };

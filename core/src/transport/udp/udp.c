@@ -110,6 +110,7 @@ udp_dial_read(atb_io *io, unsigned events, void *arg)
     (void)io;
     (void)events;
     struct udp_conn *c = arg;
+    int refused = 0;
     for (int i = 0; i < UDP_READ_BATCH && c->base.state == ATB_CONN_OPEN; i++) {
         struct iovec iov = {.iov_base = c->rbuf, .iov_len = UDP_RECV_MAX};
         struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
@@ -118,11 +119,18 @@ udp_dial_read(atb_io *io, unsigned events, void *arg)
             if (errno == EINTR) {
                 continue;
             }
+            if (errno == ECONNREFUSED && !refused) {
+                /* ICMP port-unreachable is reported ahead of datagrams
+                 * that arrived before it (often the peer's last words,
+                 * such as a close message): read those first. */
+                refused = 1;
+                continue;
+            }
             if (errno != EAGAIN) {
                 /* ICMP errors arrive here on a connected socket. */
                 atb_conn_fail(&c->base, atb_sys_error(errno));
             }
-            return;
+            break;
         }
         atb_frame_view v;
         if (udp_frame(c->rbuf, (size_t)n, &c->cfg, &v) != ATBUS_OK) {
@@ -130,6 +138,9 @@ udp_dial_read(atb_io *io, unsigned events, void *arg)
             continue;
         }
         udp_deliver(c, &v, (size_t)n);
+    }
+    if (refused) {
+        atb_conn_fail(&c->base, ATBUS_ECONNREFUSED);
     }
 }
 

@@ -86,4 +86,5 @@ const atb_transport atb_transport_unix = {
     .shutdown = atb_stream_shutdown,
     .conn_free = atb_stream_conn_free,
     .queued = atb_stream_queued,
+    .finish = atb_stream_finish,
 };
