@@ -49,6 +49,9 @@ struct demo_app {
     uint32_t run;
 };
 
+static int app_fail(demo_result *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 static int
 app_fail(demo_result *r, int status, const char *fmt, ...)
 {

@@ -433,7 +433,7 @@ atb_shm_ring_sweep(const char *prefix)
     int removed = 0;
     struct dirent *e;
     while ((e = readdir(dir)) != NULL) {
-        if (strncmp(e->d_name, SHM_NAME_PREFIX + 1, skip) == 0 &&
+        if (strncmp(e->d_name, &SHM_NAME_PREFIX[1], skip) == 0 &&
             strncmp(e->d_name + skip, prefix, n) == 0 &&
             atb_shm_ring_reclaim(e->d_name + skip) == ATBUS_OK) {
             removed++;
