@@ -187,6 +187,23 @@ h_pump(hnode **nodes, int n, const int *flag, int want, int limit_ms)
 }
 
 void
+h_pair(hnode *a, hnode *b, int kind, const atbus_node_config *bcfg, char *url,
+       size_t n, int limit_ms)
+{
+    h_url(kind, url, n);
+    h_new(a, "node-a", url);
+    if (bcfg != NULL) {
+        h_start(b, bcfg, NULL);
+    } else {
+        h_new(b, "node-b", NULL);
+    }
+    ck_assert_int_eq(atbus_node_connect(b->node, url), ATBUS_OK);
+    hnode *nodes[] = {a, b};
+    ck_assert(h_pump(nodes, 2, &a->peers_up, 1, limit_ms));
+    ck_assert(h_pump(nodes, 2, &b->peers_up, 1, limit_ms));
+}
+
+void
 h_pump_ms(hnode **nodes, int n, int ms)
 {
     (void)h_pump(nodes, n, NULL, 0, ms);

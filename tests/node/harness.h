@@ -63,6 +63,12 @@ void h_new(hnode *h, const char *name, const char *listen_url);
  * *flag >= want or limit_ms pass; returns whether the condition held. */
 int h_pump(hnode **nodes, int n, const int *flag, int want, int limit_ms);
 
+/* h_pair starts "node-a" listening on a fresh url of kind and "node-b"
+ * (from bcfg, or the defaults) dialing it, and waits until both see the
+ * other up. */
+void h_pair(hnode *a, hnode *b, int kind, const atbus_node_config *bcfg,
+            char *url, size_t n, int limit_ms);
+
 /* h_pump_ms polls every node for ms milliseconds. */
 void h_pump_ms(hnode **nodes, int n, int ms);
 

@@ -39,23 +39,6 @@
 
 #define WAIT_MS 10000
 
-static void
-pair_up(hnode *a, hnode *b, int kind, const atbus_node_config *bcfg, char *url,
-        size_t n)
-{
-    h_url(kind, url, n);
-    h_new(a, "node-a", url);
-    if (bcfg != NULL) {
-        h_start(b, bcfg, NULL);
-    } else {
-        h_new(b, "node-b", NULL);
-    }
-    ck_assert_int_eq(atbus_node_connect(b->node, url), ATBUS_OK);
-    hnode *nodes[] = {a, b};
-    ck_assert(h_pump(nodes, 2, &a->peers_up, 1, WAIT_MS));
-    ck_assert(h_pump(nodes, 2, &b->peers_up, 1, WAIT_MS));
-}
-
 START_TEST(test_refused)
 {
     hnode b;
@@ -100,7 +83,7 @@ START_TEST(test_close_pending)
 {
     hnode a, b;
     char url[160];
-    pair_up(&a, &b, _i, NULL, url, sizeof(url));
+    h_pair(&a, &b, _i, NULL, url, sizeof(url), WAIT_MS);
     uint8_t msg[512];
     int queued = 0;
     for (uint64_t seq = 0; seq < 20000; seq++) {
@@ -137,7 +120,7 @@ START_TEST(test_limits)
     atbus_node_config cfg;
     h_config(&cfg, "node-b");
     cfg.max_message = 256 * 1024;
-    pair_up(&a, &b, _i, &cfg, url, sizeof(url));
+    h_pair(&a, &b, _i, &cfg, url, sizeof(url), WAIT_MS);
     static uint8_t big[256 * 1024 + 1];
     size_t limit = cfg.max_message;
     if (_i == T_UDP) {
@@ -175,7 +158,7 @@ START_TEST(test_million)
 {
     hnode a, b;
     char url[160];
-    pair_up(&a, &b, _i, NULL, url, sizeof(url));
+    h_pair(&a, &b, _i, NULL, url, sizeof(url), WAIT_MS);
     const uint64_t n = 1000000;
     uint64_t rng = 3;
     uint8_t msg[64];
@@ -297,7 +280,7 @@ START_TEST(test_garbage)
 {
     hnode a, b;
     char url[160];
-    pair_up(&a, &b, _i, NULL, url, sizeof(url));
+    h_pair(&a, &b, _i, NULL, url, sizeof(url), WAIT_MS);
     hnode *nodes[] = {&a, &b};
     atbus_node_stats before;
     atbus_node_get_stats(a.node, &before);

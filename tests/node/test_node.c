@@ -26,25 +26,13 @@
 
 #define WAIT_MS 5000
 
-static void
-connect_pair(hnode *a, hnode *b, int kind, char *url, size_t n)
-{
-    h_url(kind, url, n);
-    h_new(a, "node-a", url);
-    h_new(b, "node-b", NULL);
-    ck_assert_int_eq(atbus_node_connect(b->node, url), ATBUS_OK);
-    hnode *nodes[] = {a, b};
-    ck_assert(h_pump(nodes, 2, &a->peers_up, 1, WAIT_MS));
-    ck_assert(h_pump(nodes, 2, &b->peers_up, 1, WAIT_MS));
-}
-
 /* ---- exchange on every channel ---- */
 
 START_TEST(test_exchange_every_channel)
 {
     hnode a, b;
     char url[160];
-    connect_pair(&a, &b, _i, url, sizeof(url));
+    h_pair(&a, &b, _i, NULL, url, sizeof(url), WAIT_MS);
     ck_assert_str_eq(a.last_up, "node-b");
     ck_assert_str_eq(b.last_up, "node-a");
     ck_assert_str_eq(a.last_channel, h_kind_name(_i));
@@ -123,7 +111,7 @@ START_TEST(test_duplicate_name_rejected)
 {
     hnode a, b, imp;
     char url[160];
-    connect_pair(&a, &b, T_IPV4, url, sizeof(url));
+    h_pair(&a, &b, T_IPV4, NULL, url, sizeof(url), WAIT_MS);
     /* Same name, another identity (hostname): refused, b unaffected. */
     atbus_node_config cfg;
     h_config(&cfg, "node-b");
@@ -268,7 +256,7 @@ START_TEST(test_raw_peer_rejected)
 {
     hnode a, b;
     char url[160];
-    connect_pair(&a, &b, T_IPV4, url, sizeof(url));
+    h_pair(&a, &b, T_IPV4, NULL, url, sizeof(url), WAIT_MS);
     uint8_t out[1024];
     size_t len = 0;
     switch (_i) {
@@ -339,7 +327,7 @@ START_TEST(test_rtt_measured)
 {
     hnode a, b;
     char url[160];
-    connect_pair(&a, &b, T_UNIX, url, sizeof(url));
+    h_pair(&a, &b, T_UNIX, NULL, url, sizeof(url), WAIT_MS);
     hnode *nodes[] = {&a, &b};
     atbus_peer_info info = {.rtt_us = -1};
     uint64_t end = atb_clock_us() + WAIT_MS * 1000ull;

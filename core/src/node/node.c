@@ -379,10 +379,8 @@ target_free(node_target *t)
     atb_timer_stop(&t->timer);
     if (t->nc != NULL) {
         t->nc->target = NULL;
-        node_conn_end(
-            t->nc, ATBUS_ECLOSED,
-            ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_SHUTDOWN,
-            "disconnected");
+        node_conn_end(t->nc, ATBUS_ECLOSED, ATB_CLOSE_REASON(SHUTDOWN),
+                      "disconnected");
     }
     atb_free(t->url);
     atb_free(t);
@@ -528,10 +526,8 @@ atbus_node_close(atbus_node *node)
         target_free(t);
     }
     for (node_conn *nc = node->conns; nc != NULL; nc = nc->next) {
-        node_conn_end(
-            nc, ATBUS_ECLOSED,
-            ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_SHUTDOWN,
-            "node shutting down");
+        node_conn_end(nc, ATBUS_ECLOSED, ATB_CLOSE_REASON(SHUTDOWN),
+                      "node shutting down");
     }
     /* Listeners last: accepted udp:// connections share their socket,
      * and the close messages above must leave through it first. */

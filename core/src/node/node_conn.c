@@ -275,9 +275,7 @@ node_conn_end(node_conn *nc, int err, int reason_code, const char *message)
     nc->state = NCONN_CLOSING;
     nc->close_err = err;
     atb_timer_stop(&nc->timer);
-    if (was_open &&
-        reason_code !=
-            ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_UNKNOWN) {
+    if (was_open && reason_code != ATB_CLOSE_REASON(UNKNOWN)) {
         send_close(nc, reason_code, message);
         nc->linger_until_us = atb_loop_now_us(nc->node->loop) + LINGER_US;
         /* Stream transports write queued frames at the end of this turn;
@@ -293,10 +291,7 @@ static void
 protocol_error(node_conn *nc, int err, const char *message)
 {
     nc->node->stats.protocol_errors++;
-    node_conn_end(
-        nc, err,
-        ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_PROTOCOL_ERROR,
-        message);
+    node_conn_end(nc, err, ATB_CLOSE_REASON(PROTOCOL_ERROR), message);
 }
 
 static void
@@ -311,18 +306,18 @@ static int
 err_of_reason(int code)
 {
     switch (code) {
-    case ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_SHUTDOWN:
+    case ATB_CLOSE_REASON(SHUTDOWN):
         return ATBUS_ECLOSED;
-    case ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_UNAUTHORIZED:
+    case ATB_CLOSE_REASON(UNAUTHORIZED):
         return ATBUS_EPERM;
-    case ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_ROUTER_NOT_FOUND:
-    case ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_TTL_EXPIRED:
+    case ATB_CLOSE_REASON(ROUTER_NOT_FOUND):
+    case ATB_CLOSE_REASON(TTL_EXPIRED):
         return ATBUS_ENOROUTE;
-    case ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_PROTOCOL_ERROR:
+    case ATB_CLOSE_REASON(PROTOCOL_ERROR):
         return ATBUS_EFRAME_INVALID;
-    case ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_UNSUPPORTED_VERSION:
+    case ATB_CLOSE_REASON(UNSUPPORTED_VERSION):
         return ATBUS_ENOTSUP;
-    case ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_DUPLICATE_NAME:
+    case ATB_CLOSE_REASON(DUPLICATE_NAME):
         return ATBUS_EEXIST;
     default:
         return ATBUS_ECONNRESET;
@@ -342,8 +337,7 @@ static int
 check_register(const atbus_node *node, const atb_pb_register *reg, int *code,
                const char **why)
 {
-    *code =
-        ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_PROTOCOL_ERROR;
+    *code = ATB_CLOSE_REASON(PROTOCOL_ERROR);
     if (atb_name_check(reg->name, NULL) != ATBUS_OK) {
         *why = "register_data.name is not a valid node name";
         return ATBUS_EFRAME_INVALID;
@@ -376,13 +370,11 @@ check_register(const atbus_node *node, const atb_pb_register *reg, int *code,
     }
     if (reg->protocol_minimal_version > ATBUS_PROTOCOL_VERSION ||
         reg->protocol_version < ATBUS_PROTOCOL_MINIMAL_VERSION) {
-        *code =
-            ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_UNSUPPORTED_VERSION;
+        *code = ATB_CLOSE_REASON(UNSUPPORTED_VERSION);
         *why = "no protocol version in common";
         return ATBUS_ENOTSUP;
     }
-    *code =
-        ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_DUPLICATE_NAME;
+    *code = ATB_CLOSE_REASON(DUPLICATE_NAME);
     if (strcmp(reg->name, node->name) == 0) {
         *why = "register_data.name is the receiving node's own name";
         return ATBUS_EEXIST;
@@ -407,10 +399,7 @@ handle_register(node_conn *nc, const uint8_t *data, size_t len)
     atb_pb_register *reg;
     int rc = atb_register_unpack(data, len, &reg);
     if (rc == ATBUS_ENOMEM) {
-        node_conn_end(
-            nc, rc,
-            ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_PEER_RESET,
-            "out of memory");
+        node_conn_end(nc, rc, ATB_CLOSE_REASON(PEER_RESET), "out of memory");
         return;
     }
     if (rc != ATBUS_OK) {
@@ -427,8 +416,7 @@ handle_register(node_conn *nc, const uint8_t *data, size_t len)
          * register on the wire. */
         rc = send_register(nc);
         if (rc != ATBUS_OK) {
-            code =
-                ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_PEER_RESET;
+            code = ATB_CLOSE_REASON(PEER_RESET);
             why = "could not answer the register";
         }
     }
@@ -443,8 +431,7 @@ handle_register(node_conn *nc, const uint8_t *data, size_t len)
             rc = node_peer_attach(nc->node, nc, reg);
             why = "out of memory";
         }
-        code =
-            ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_PEER_RESET;
+        code = ATB_CLOSE_REASON(PEER_RESET);
     }
     atb_register_free(reg);
     if (rc != ATBUS_OK) {
@@ -465,10 +452,8 @@ handle_control(node_conn *nc, const atb_pb_packet *packet,
         const atb_pb_fragment *f = content->fragment[i];
         if (f->close_reason != NULL &&
             (packet->flags & ATB_PACKET_FLAG_FINISH_CONNECTION) != 0) {
-            node_conn_end(
-                nc, err_of_reason((int)f->close_reason->code),
-                ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_UNKNOWN,
-                NULL);
+            node_conn_end(nc, err_of_reason((int)f->close_reason->code),
+                          ATB_CLOSE_REASON(UNKNOWN), NULL);
             return;
         }
         if (f->packet_type ==
@@ -503,10 +488,8 @@ handle_data(node_conn *nc, const atb_pb_frame *msg,
     const atb_pb_packet *packet = msg->packet;
     node_stream *st = node_peer_stream(nc->peer, packet->stream_id);
     if (st == NULL) {
-        node_conn_end(
-            nc, ATBUS_ENOMEM,
-            ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_PEER_RESET,
-            "out of memory");
+        node_conn_end(nc, ATBUS_ENOMEM, ATB_CLOSE_REASON(PEER_RESET),
+                      "out of memory");
         return;
     }
     for (size_t i = 0; i < content->n_fragment && nc->state == NCONN_UP; i++) {
@@ -538,20 +521,15 @@ handle_packet(node_conn *nc, const atb_pb_frame *msg)
 {
     const atb_pb_packet *packet = msg->packet;
     if ((packet->flags & ATB_PACKET_FLAG_TLS_HANDSHAKE) != 0) {
-        node_conn_end(
-            nc, ATBUS_EPERM,
-            ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_UNAUTHORIZED,
-            "encrypted connections are not enabled on this node");
+        node_conn_end(nc, ATBUS_EPERM, ATB_CLOSE_REASON(UNAUTHORIZED),
+                      "encrypted connections are not enabled on this node");
         return;
     }
     atb_pb_content *content;
     int rc = atb_packet_content_unpack(packet->content.data,
                                        packet->content.len, &content);
     if (rc == ATBUS_ENOMEM) {
-        node_conn_end(
-            nc, rc,
-            ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_PEER_RESET,
-            "out of memory");
+        node_conn_end(nc, rc, ATB_CLOSE_REASON(PEER_RESET), "out of memory");
         return;
     }
     if (rc != ATBUS_OK) {
@@ -580,10 +558,7 @@ conn_on_frame(atb_conn *c, const atb_frame_view *f, void *arg)
     atb_pb_frame *msg;
     int rc = atb_frame_message_unpack(f->message, f->message_len, &msg);
     if (rc == ATBUS_ENOMEM) {
-        node_conn_end(
-            nc, rc,
-            ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_PEER_RESET,
-            "out of memory");
+        node_conn_end(nc, rc, ATB_CLOSE_REASON(PEER_RESET), "out of memory");
         return;
     }
     if (rc != ATBUS_OK) {
@@ -628,19 +603,15 @@ conn_on_timer(atb_timer *t, void *arg)
         return;
     }
     if (nc->state == NCONN_CONNECTING || nc->state == NCONN_REGISTERING) {
-        node_conn_end(
-            nc, ATBUS_ETIMEDOUT,
-            ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_PROTOCOL_ERROR,
-            "no register_data in time");
+        node_conn_end(nc, ATBUS_ETIMEDOUT, ATB_CLOSE_REASON(PROTOCOL_ERROR),
+                      "no register_data in time");
         return;
     }
     uint64_t now = atb_loop_now_us(node->loop);
     if (now - nc->last_rx_us >= (uint64_t)node->cfg.peer_timeout_ms * 1000) {
         node->stats.peer_timeouts++;
-        node_conn_end(
-            nc, ATBUS_ETIMEDOUT,
-            ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_PEER_RESET,
-            "keep-alive timeout");
+        node_conn_end(nc, ATBUS_ETIMEDOUT, ATB_CLOSE_REASON(PEER_RESET),
+                      "keep-alive timeout");
         return;
     }
     send_ping(nc, 0, ++nc->next_ping_id, (int64_t)now);
@@ -760,10 +731,7 @@ node_conn_start(node_conn *nc)
     if (!nc->accepted) {
         int rc = send_register(nc);
         if (rc != ATBUS_OK) {
-            node_conn_end(
-                nc, rc,
-                ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_UNKNOWN,
-                NULL);
+            node_conn_end(nc, rc, ATB_CLOSE_REASON(UNKNOWN), NULL);
         }
     }
 }

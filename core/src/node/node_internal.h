@@ -26,6 +26,10 @@
 #include "transport/transport.h"
 #include "wire/message.h"
 
+/* close_reason_data.code values, by their short names. */
+#define ATB_CLOSE_REASON(name)                                                 \
+    ATBUS__PROTOCOL__ATBUS__CLOSE__REASON__ATBUS_CLOSE_REASON_##name
+
 /* The internal stream of register and close messages. */
 #define ATB_NODE_CONTROL_STREAM ((int64_t)-1)
 
