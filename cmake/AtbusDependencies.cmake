@@ -31,6 +31,9 @@ endfunction()
 
 atbus_require_pkg(protobufc libprotobuf-c libprotobuf-c-dev)
 atbus_require_pkg(xxhash libxxhash libxxhash-dev)
+atbus_require_pkg(jansson jansson libjansson-dev)
+atbus_require_pkg(yaml yaml-0.1 libyaml-dev)
+atbus_require_pkg(curl libcurl libcurl4-openssl-dev)
 atbus_require_program(ATBUS_PROTOC_C protoc-c protobuf-c-compiler)
 
 if(ATBUS_TESTS)

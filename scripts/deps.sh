@@ -3,11 +3,12 @@
 
 # Build: compiler, CMake, code generator and libraries.
 ATBUS_PKGS_BUILD="cmake make gcc pkg-config libprotobuf-c-dev
-  protobuf-c-compiler libxxhash-dev"
+  protobuf-c-compiler libxxhash-dev libjansson-dev libyaml-dev
+  libcurl4-openssl-dev"
 # Tests: Check, the cross-implementation peers, the fuzzer toolchain and the
 # formatter.
 ATBUS_PKGS_TEST="check python3 python3-protobuf python3-xxhash clang
-  libclang-rt-14-dev clang-format"
+  libclang-rt-14-dev clang-format etcd-server etcd-client"
 
 # atbus_missing_packages <pkg>...: print the packages that are not installed.
 atbus_missing_packages() {

@@ -5,7 +5,7 @@
 # suites again and an install check, and a bounded fuzz run.
 #
 # Environment: ATBUS_BUILD_DIR (default ./build), ATBUS_FUZZ_SECONDS
-# (default 60).
+# (default 30, per fuzz target).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$root/scripts/deps.sh"
@@ -13,7 +13,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 atbus_ensure_packages $ATBUS_PKGS_BUILD $ATBUS_PKGS_TEST
 
 builds=${ATBUS_BUILD_DIR:-$root/build}
-fuzz_seconds=${ATBUS_FUZZ_SECONDS:-60}
+fuzz_seconds=${ATBUS_FUZZ_SECONDS:-30}
 jobs=$(nproc)
 start=$(date +%s)
 
@@ -67,25 +67,30 @@ trap 'rm -rf "$prefix"' EXIT
 cmake --install "$builds/release" --prefix "$prefix" >/dev/null
 "$root/tests/install/check.sh" "$prefix" "$builds/install-check"
 
-step "fuzz frame decoder (${fuzz_seconds}s)"
+# Every target in tests/fuzz/targets.txt, each for ATBUS_FUZZ_SECONDS.
+mapfile -t fuzz_targets < <(grep -E '^fuzz_' "$root/tests/fuzz/targets.txt")
+step "fuzz ${#fuzz_targets[@]} targets (${fuzz_seconds}s each)"
 CC=clang cmake -S "$root" -B "$builds/fuzz" -DATBUS_FUZZ=ON \
     -DATBUS_TESTS=OFF >/dev/null
-cmake --build "$builds/fuzz" -j"$jobs" --target fuzz_frame_decoder >/dev/null
-scratch=$(mktemp -d)
-fuzz_log="$builds/fuzz/fuzz.log"
-status=0
-"$builds/fuzz/tests/fuzz/fuzz_frame_decoder" -max_total_time="$fuzz_seconds" \
-    -max_len=4096 -timeout=10 -print_final_stats=1 \
-    -artifact_prefix="$builds/fuzz/" "$scratch" \
-    "$root/tests/fuzz/corpus/frame_decoder" >"$fuzz_log" 2>&1 || status=$?
-rm -rf "$scratch"
-grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss)' "$fuzz_log" |
-    sed 's/^/  /' || true
-if [ "$status" -ne 0 ]; then
-    tail -n 60 "$fuzz_log" >&2
-    echo "fuzz_frame_decoder failed (exit $status): see $fuzz_log and" \
-        "$builds/fuzz/crash-*" >&2
-    exit 1
-fi
+cmake --build "$builds/fuzz" -j"$jobs" --target "${fuzz_targets[@]}" >/dev/null
+for target in "${fuzz_targets[@]}"; do
+    scratch=$(mktemp -d)
+    fuzz_log="$builds/fuzz/$target.log"
+    status=0
+    "$builds/fuzz/tests/fuzz/$target" -max_total_time="$fuzz_seconds" \
+        -max_len=4096 -timeout=10 -print_final_stats=1 \
+        -artifact_prefix="$builds/fuzz/$target-" "$scratch" \
+        "$root/tests/fuzz/corpus/${target#fuzz_}" >"$fuzz_log" 2>&1 || status=$?
+    rm -rf "$scratch"
+    echo "  $target"
+    grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss)' "$fuzz_log" |
+        sed 's/^/    /' || true
+    if [ "$status" -ne 0 ]; then
+        tail -n 60 "$fuzz_log" >&2
+        echo "$target failed (exit $status): see $fuzz_log and" \
+            "$builds/fuzz/$target-crash-*" >&2
+        exit 1
+    fi
+done
 
 step "all tests passed in $(($(date +%s) - start))s"

@@ -47,6 +47,22 @@ enum atbus_err {
     ATBUS_EFRAME_HASH = -104,      /* frame hash does not match */
     ATBUS_EFRAME_DECODE = -105,    /* message is not valid protobuf */
     ATBUS_EFRAME_INVALID = -106,   /* decodes but breaks a protocol rule */
+
+    /* Streams. */
+    ATBUS_ESTREAM_RESET = -150, /* the peer reset or finished the stream */
+
+    /* Routing. */
+    ATBUS_EROUTE_CYCLE = -200, /* an upstream report would close a cycle */
+    ATBUS_ETTL = -201,         /* hop limit reached while forwarding */
+
+    /* Discovery records and their sources. */
+    ATBUS_ERECORD = -300, /* a record breaks a rule; detail names the field */
+    ATBUS_EPARSE = -301,  /* JSON or YAML text is not well formed */
+
+    /* Discovery backends (etcd). */
+    ATBUS_EBACKEND = -400,     /* the backend answered with an error */
+    ATBUS_ECOMPACTED = -401,   /* watched revision compacted; re-list needed */
+    ATBUS_EUNAVAILABLE = -402, /* no backend endpoint reachable */
 };
 
 /*

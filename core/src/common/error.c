@@ -46,6 +46,18 @@ static const struct err_entry err_table[] = {
      "frame message is not decodable"},
     {ATBUS_EFRAME_INVALID, "ATBUS_EFRAME_INVALID",
      "frame message breaks a protocol rule"},
+    {ATBUS_ESTREAM_RESET, "ATBUS_ESTREAM_RESET",
+     "stream reset or finished by the peer"},
+    {ATBUS_EROUTE_CYCLE, "ATBUS_EROUTE_CYCLE",
+     "upstream report would create a routing cycle"},
+    {ATBUS_ETTL, "ATBUS_ETTL", "hop limit reached while forwarding"},
+    {ATBUS_ERECORD, "ATBUS_ERECORD", "discovery record is invalid"},
+    {ATBUS_EPARSE, "ATBUS_EPARSE", "malformed JSON or YAML text"},
+    {ATBUS_EBACKEND, "ATBUS_EBACKEND", "discovery backend returned an error"},
+    {ATBUS_ECOMPACTED, "ATBUS_ECOMPACTED",
+     "watched revision was compacted, re-list required"},
+    {ATBUS_EUNAVAILABLE, "ATBUS_EUNAVAILABLE",
+     "no discovery backend endpoint reachable"},
 };
 
 static const struct err_entry *
