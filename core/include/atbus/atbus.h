@@ -11,9 +11,11 @@
 #ifndef ATBUS_ATBUS_H
 #define ATBUS_ATBUS_H
 
+#include <atbus/discovery.h>
 #include <atbus/error.h>
 #include <atbus/export.h>
 #include <atbus/node.h>
+#include <atbus/route.h>
 #include <atbus/version.h>
 
 #endif /* ATBUS_ATBUS_H */
