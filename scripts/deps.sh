@@ -9,6 +9,8 @@ ATBUS_PKGS_BUILD="cmake make gcc pkg-config libprotobuf-c-dev
 # formatter.
 ATBUS_PKGS_TEST="check python3 python3-protobuf python3-xxhash clang
   libclang-rt-14-dev clang-format etcd-server etcd-client"
+# Benchmarks (bench/run.sh): the peers atbus-bench measures against.
+ATBUS_PKGS_BENCH="libzmq3-dev libnng-dev"
 
 # atbus_missing_packages <pkg>...: print the packages that are not installed.
 atbus_missing_packages() {

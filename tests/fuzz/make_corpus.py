@@ -132,15 +132,20 @@ def seeds():
     return s
 
 
-def main():
+def write_seeds(all_seeds, corpus):
+    """Writes seeds to argv[1], or to corpus/<corpus> next to this file."""
     here = os.path.dirname(os.path.abspath(__file__))
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-        here, "corpus", "frame_decoder")
+        here, "corpus", corpus)
     os.makedirs(out, exist_ok=True)
-    for name, data in sorted(seeds().items()):
+    for name, data in sorted(all_seeds.items()):
         with open(os.path.join(out, name), "wb") as f:
             f.write(data)
         print("%-26s %4d bytes" % (name, len(data)))
+
+
+def main():
+    write_seeds(seeds(), "frame_decoder")
 
 
 if __name__ == "__main__":

@@ -127,6 +127,18 @@ on_writable(atbus_node *node, const char *peer, void *arg)
 }
 
 static void
+on_undelivered(atbus_node *node, const char *peer, uint64_t messages, int err,
+               void *arg)
+{
+    (void)node;
+    (void)peer;
+    hnode *h = arg;
+    h->undelivered++;
+    h->undelivered_messages += messages;
+    h->last_undelivered_err = err;
+}
+
+static void
 on_connect_error(atbus_node *node, const char *url, int err, void *arg)
 {
     (void)node;
@@ -153,6 +165,7 @@ h_start(hnode *h, const atbus_node_config *cfg, const char *listen_url)
         .on_peer_down = on_peer_down,
         .on_writable = on_writable,
         .on_connect_error = on_connect_error,
+        .on_undelivered = on_undelivered,
     };
     ck_assert_int_eq(atbus_node_set_callbacks(h->node, &cbs, h), ATBUS_OK);
     ck_assert_int_eq(atbus_node_start(h->node), ATBUS_OK);

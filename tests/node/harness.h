@@ -34,6 +34,9 @@ typedef struct hnode {
     int connect_errors;
     int last_connect_error;
     int writable;
+    int undelivered; /* on_undelivered calls */
+    uint64_t undelivered_messages;
+    int last_undelivered_err;
     /* Messages: count, bytes, and order/content checks of messages made
      * by h_make_message. */
     int messages;

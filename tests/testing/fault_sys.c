@@ -105,6 +105,60 @@ fault_connect(int fd, const struct sockaddr *addr, socklen_t len)
     return atb_sys_defaults()->connect(fd, addr, len);
 }
 
+static struct {
+    unsigned loss;
+    unsigned dup;
+    uint64_t rng;
+    unsigned long dropped;
+    unsigned long doubled;
+} lossy;
+
+static unsigned
+lossy_draw(void)
+{
+    /* splitmix64, as everywhere else in the tests */
+    uint64_t z = (lossy.rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return (unsigned)((z ^ (z >> 31)) % 1000);
+}
+
+static ssize_t
+fault_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    if (lossy_draw() < lossy.loss) {
+        lossy.dropped++;
+        size_t n = 0;
+        for (size_t i = 0; i < (size_t)msg->msg_iovlen; i++) {
+            n += msg->msg_iov[i].iov_len;
+        }
+        return (ssize_t)n;
+    }
+    if (lossy_draw() < lossy.dup) {
+        lossy.doubled++;
+        (void)atb_sys_defaults()->sendmsg(fd, msg, flags);
+    }
+    return atb_sys_defaults()->sendmsg(fd, msg, flags);
+}
+
+void
+atb_fault_datagram_loss(unsigned loss_per_mille, unsigned dup_per_mille,
+                        uint64_t seed)
+{
+    lossy.loss = loss_per_mille;
+    lossy.dup = dup_per_mille;
+    lossy.rng = seed;
+    lossy.dropped = lossy.doubled = 0;
+    atb_sys.sendmsg = fault_sendmsg;
+}
+
+void
+atb_fault_datagram_counts(unsigned long *dropped, unsigned long *doubled)
+{
+    *dropped = lossy.dropped;
+    *doubled = lossy.doubled;
+}
+
 void
 atb_fault_arm(enum atb_fault_op op, unsigned skip, unsigned count, int err,
               size_t short_bytes)

@@ -10,6 +10,7 @@
 #define ATB_TESTING_FAULT_SYS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 enum atb_fault_op {
     ATB_FAULT_READV,
@@ -29,6 +30,18 @@ void atb_fault_arm(enum atb_fault_op op, unsigned skip, unsigned count, int err,
 
 /* atb_fault_fired returns how many calls of op were faulted. */
 unsigned atb_fault_fired(enum atb_fault_op op);
+
+/*
+ * atb_fault_datagram_loss makes a lossy link of every sendmsg (udp://):
+ * each datagram is dropped with probability loss_per_mille / 1000 and
+ * sent twice with dup_per_mille / 1000, from a PRNG seeded with seed, so
+ * a run replays exactly. The sender sees success either way.
+ */
+void atb_fault_datagram_loss(unsigned loss_per_mille, unsigned dup_per_mille,
+                             uint64_t seed);
+
+/* atb_fault_datagram_counts reports the datagrams dropped and doubled. */
+void atb_fault_datagram_counts(unsigned long *dropped, unsigned long *doubled);
 
 /* atb_fault_reset disarms everything and restores the real calls. */
 void atb_fault_reset(void);

@@ -60,8 +60,11 @@ typedef struct atbus_node_config {
     /* Largest message payload accepted from the application or a peer;
      * default 1 MiB. */
     size_t max_message;
-    /* Bytes queued per connection before a send returns
-     * ATBUS_EWOULDBLOCK; default 8 MiB. */
+    /* Send window: bytes of one stream queued and not yet acknowledged
+     * by the peer before a send returns ATBUS_EWOULDBLOCK; also the bytes
+     * a receiving stream holds out of order (twice this), and the queue
+     * of one connection. Default 8 MiB; must exceed max_message. Peers
+     * should use the same value. */
     size_t send_buffer_limit;
     /* Data area of the node's shm:// rings (its listener's and the inbox
      * of the connections it dials); default 16 MiB. A ring carries
@@ -81,6 +84,11 @@ typedef struct atbus_node_config {
      * with jitter; defaults 100 ms and 10 000 ms. */
     uint32_t reconnect_min_ms;
     uint32_t reconnect_max_ms;
+    /* How long a peer's streams wait after its last connection ends, for
+     * the peer to come back and get what it has not acknowledged; what
+     * is still unacknowledged then is reported by on_undelivered.
+     * Default 30 000 ms. */
+    uint32_t peer_linger_ms;
     /* Seed of the reconnect jitter; 0 picks one from the clock and pid. */
     uint64_t seed;
 } atbus_node_config;
@@ -115,8 +123,8 @@ typedef struct atbus_node_callbacks {
      * closed it (ATBUS_EFRAME_*). */
     void (*on_peer_down)(atbus_node *node, const char *name, int reason,
                          void *arg);
-    /* A send to peer returned ATBUS_EWOULDBLOCK earlier and the
-     * connection has room again. */
+    /* A send to peer returned ATBUS_EWOULDBLOCK earlier and the peer's
+     * acknowledgements have opened the stream's window again. */
     void (*on_writable)(atbus_node *node, const char *peer, void *arg);
     /* A connection ended before its peer registered: url is where it was
      * dialed (NULL for an accepted one) and err why (ATBUS_ECONNREFUSED,
@@ -125,6 +133,14 @@ typedef struct atbus_node_callbacks {
      * ATBUS_ETIMEDOUT, ...). Dialed URLs are retried with backoff. */
     void (*on_connect_error)(atbus_node *node, const char *url, int err,
                              void *arg);
+    /* Messages accepted by atbus_node_send that the peer never
+     * acknowledged are given up: the peer stayed away for
+     * peer_linger_ms (err ATBUS_ETIMEDOUT), or the node closed first
+     * (ATBUS_ECLOSED: some of them may still arrive, as close flushes
+     * what the connections take). Nothing is dropped without this
+     * call. */
+    void (*on_undelivered)(atbus_node *node, const char *peer,
+                           uint64_t messages, int err, void *arg);
 } atbus_node_callbacks;
 
 /* Counters of one node since it was created. */
@@ -150,7 +166,48 @@ typedef struct atbus_node_stats {
     uint64_t reconnects;
     /* Frames addressed to another node (no relaying yet). */
     uint64_t frames_misaddressed;
+    /* Messages given up (see on_undelivered). */
+    uint64_t messages_undelivered;
 } atbus_node_stats;
+
+/* RTT histogram bucket upper bounds in ms (the last bucket is open). */
+#define ATBUS_RTT_BUCKETS 20
+
+/* Counters of one connection to a peer, as the stream layer sees it. */
+typedef struct atbus_conn_stats {
+    const char *channel; /* scheme; valid until the next call */
+    uint64_t packets_in;
+    uint64_t packets_out;
+    uint64_t fragments_in;
+    uint64_t fragments_out;
+    uint64_t bytes_in; /* message bytes in packets */
+    uint64_t bytes_out;
+    uint64_t acks_in;
+    uint64_t acks_out;
+    uint64_t retransmissions; /* packets sent again on this connection */
+    uint64_t losses;          /* packets of this connection found lost */
+    double loss_rate;         /* losses / packets_out */
+    int64_t srtt_us;          /* smoothed RTT, -1 before a sample */
+    double rtt_mean_us;
+    double rtt_variance_us2;
+    uint64_t rtt_samples;
+    /* Samples by RTT: [0,15) [15,30) [30,45) [45,60) [60,90) ... ms, the
+     * bounds of DESIGN §12; the last bucket holds 2000 ms and above. */
+    uint64_t rtt_buckets[ATBUS_RTT_BUCKETS];
+} atbus_conn_stats;
+
+/* Counters of one stream to and from a peer. */
+typedef struct atbus_stream_stats {
+    uint64_t messages_out;
+    uint64_t messages_in;
+    uint64_t bytes_out;
+    uint64_t bytes_in;
+    uint64_t messages_unacked; /* sent, not yet acknowledged */
+    uint64_t retransmitted_bytes;
+    uint64_t duplicate_bytes; /* received again and dropped */
+    uint64_t refused_bytes;   /* beyond the receive window, dropped */
+    uint64_t would_block;     /* sends refused: window full */
+} atbus_stream_stats;
 
 /*
  * atbus_node_config_default fills cfg with the defaults above; name and
@@ -213,13 +270,19 @@ ATBUS_API int atbus_node_connect(atbus_node *node, const char *url);
 ATBUS_API int atbus_node_disconnect(atbus_node *node, const char *url);
 
 /*
- * atbus_node_send sends len bytes to the registered peer `peer` on
- * stream_id (>= 0) over its best connection. The bytes are copied.
- * Returns ATBUS_OK, ATBUS_ENOTCONN (no registered peer of that name),
- * ATBUS_EWOULDBLOCK (the connection's queue is full: nothing was queued,
- * on_writable follows), ATBUS_EMSGSIZE (len above max_message, or above
- * what the channel carries), ATBUS_EINVAL, ATBUS_ECLOSED or
- * ATBUS_ENOMEM.
+ * atbus_node_send queues len bytes as one message to the registered peer
+ * `peer` on stream_id (>= 0); the bytes are copied. Streams open on
+ * first use. The message is delivered once and in order with the
+ * stream's other messages: it is cut into packets per connection, spread
+ * over the peer's best connections, acknowledged, resent when lost or
+ * when its connection dies, and resent to the peer when it reconnects
+ * within peer_linger_ms. Small messages sent while a connection is busy
+ * share packets; on an idle one a message leaves at once.
+ * Returns ATBUS_OK, ATBUS_ENOTCONN (no peer of that name is connected),
+ * ATBUS_EWOULDBLOCK (the stream's window is full: nothing was queued,
+ * on_writable follows), ATBUS_EMSGSIZE (len above max_message),
+ * ATBUS_ECLOSED (the node, or the stream with atbus_node_finish, is
+ * closed), ATBUS_EINVAL or ATBUS_ENOMEM.
  */
 ATBUS_API int atbus_node_send(atbus_node *node, const char *peer,
                               int64_t stream_id, const void *data, size_t len);
@@ -231,6 +294,27 @@ ATBUS_API int atbus_node_send(atbus_node *node, const char *peer,
  */
 ATBUS_API int atbus_node_peer(atbus_node *node, const char *name,
                               atbus_peer_info *info);
+
+/*
+ * atbus_node_finish ends stream_id towards peer after the messages
+ * queued on it (FINISH_STREAM); later sends on it return ATBUS_ECLOSED.
+ * A stream id is not reused while the peer stays known. Returns
+ * ATBUS_OK, ATBUS_ENOTCONN, ATBUS_ECLOSED, ATBUS_EINVAL or ATBUS_ENOMEM.
+ */
+ATBUS_API int atbus_node_finish(atbus_node *node, const char *peer,
+                                int64_t stream_id);
+
+/*
+ * atbus_node_conn_stats fills *out for the index-th connection of a peer
+ * (0 is the best). atbus_node_stream_stats fills *out for a stream to
+ * and from a peer. Return ATBUS_OK, ATBUS_ENOTCONN (unknown peer),
+ * ATBUS_ENOTFOUND (no such connection or stream) or ATBUS_EINVAL.
+ */
+ATBUS_API int atbus_node_conn_stats(atbus_node *node, const char *peer,
+                                    size_t index, atbus_conn_stats *out);
+ATBUS_API int atbus_node_stream_stats(atbus_node *node, const char *peer,
+                                      int64_t stream_id,
+                                      atbus_stream_stats *out);
 
 /* atbus_node_get_stats copies the counters. Returns ATBUS_OK or
  * ATBUS_EINVAL. */

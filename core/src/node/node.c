@@ -13,17 +13,15 @@
 #include "common/alloc.h"
 #include "common/clock.h"
 #include "common/name.h"
+#include "common/rand.h"
 #include "node/backoff.h"
 #include "wire/frame.h"
 #include "wire/packet.h"
 
-/* Bytes of a frame around its payload: names, fields, header, hash. A
- * connection's frame limit is max_message plus this. */
-#define FRAME_OVERHEAD ((size_t)ATB_PACKET_PREFIX_MAX + ATB_FRAME_HASH_LEN)
-
-/* Payloads up to this size are copied next to their prefix and hashed in
- * one piece: cheaper than a streaming hash and a three-part iovec. */
-#define SMALL_PAYLOAD 2048
+/* Bytes of a frame around its payload: names, fields, fragment headers,
+ * hash. A connection's frame limit is max_message plus this, so a whole
+ * message fits one packet on a byte stream. */
+#define FRAME_OVERHEAD ((size_t)ATB_PACKET_PREFIX_MAX + 2048)
 
 int
 atbus_node_config_default(atbus_node_config *cfg)
@@ -40,6 +38,7 @@ atbus_node_config_default(atbus_node_config *cfg)
     cfg->register_timeout_ms = 3000;
     cfg->reconnect_min_ms = 100;
     cfg->reconnect_max_ms = 10000;
+    cfg->peer_linger_ms = 30000;
     return ATBUS_OK;
 }
 
@@ -54,11 +53,14 @@ config_check(const atbus_node_config *cfg)
         return ATBUS_EINVAL;
     }
     if (cfg->listen_count > ATBUS_NODE_MAX_LISTEN || cfg->max_message == 0 ||
-        cfg->max_message > ((size_t)1 << 30) || cfg->send_buffer_limit == 0 ||
+        cfg->max_message > ((size_t)1 << 30) ||
+        cfg->send_buffer_limit <= cfg->max_message + 1 ||
+        cfg->send_buffer_limit > ((size_t)1 << 40) ||
         cfg->ping_interval_ms == 0 ||
         cfg->peer_timeout_ms <= cfg->ping_interval_ms ||
         cfg->register_timeout_ms == 0 || cfg->reconnect_min_ms == 0 ||
-        cfg->reconnect_max_ms < cfg->reconnect_min_ms) {
+        cfg->reconnect_max_ms < cfg->reconnect_min_ms ||
+        cfg->peer_linger_ms == 0) {
         return ATBUS_EINVAL;
     }
     if (cfg->hostname != NULL &&
@@ -147,6 +149,11 @@ atbus_node_new(atbus_node **out, const atbus_node_config *cfg)
     }
     node->rng = cfg->seed != 0 ? cfg->seed
                                : atb_clock_us() ^ ((uint64_t)getpid() << 32);
+    /* Unique per process start, even when a seed makes the jitter
+     * repeatable: a restarted peer must not look like a reconnect. */
+    uint64_t mix =
+        atb_clock_us() ^ ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)node;
+    node->incarnation = atb_rand_next(&mix) | 1;
     *out = node;
     return ATBUS_OK;
 }
@@ -383,6 +390,7 @@ target_free(node_target *t)
                       "disconnected");
     }
     atb_free(t->url);
+    atb_free(t->last_peer);
     atb_free(t);
 }
 
@@ -404,82 +412,6 @@ atbus_node_disconnect(atbus_node *node, const char *url)
 }
 
 /* ---- sending ---- */
-
-int
-atbus_node_send(atbus_node *node, const char *peer, int64_t stream_id,
-                const void *data, size_t len)
-{
-    if (node == NULL || peer == NULL || stream_id < 0 ||
-        (data == NULL && len != 0)) {
-        return ATBUS_EINVAL;
-    }
-    if (node->closed) {
-        return ATBUS_ECLOSED;
-    }
-    if (len > node->cfg.max_message) {
-        return ATBUS_EMSGSIZE;
-    }
-    node_peer *p = node_peer_find(node, peer);
-    if (p == NULL || p->conns == NULL) {
-        return ATBUS_ENOTCONN;
-    }
-    node_conn *nc = p->conns;
-    node_stream *st = node_peer_stream(p, stream_id);
-    if (st == NULL) {
-        return ATBUS_ENOMEM;
-    }
-    atb_packet_desc d = {
-        .source = node->name,
-        .destination = p->name,
-        .stream_id = stream_id,
-        .stream_offset = st->send_offset,
-        .timepoint_us = (int64_t)atb_loop_now_us(node->loop),
-        .data_len = len,
-    };
-    uint8_t buf[ATB_PACKET_PREFIX_MAX + SMALL_PAYLOAD + ATB_FRAME_HASH_LEN];
-    size_t n;
-    int rc = atb_packet_prefix(&d, buf, &n);
-    if (rc != ATBUS_OK) {
-        return rc;
-    }
-    struct iovec iov[3];
-    int iovcnt;
-    if (len <= SMALL_PAYLOAD) {
-        if (len != 0) {
-            memcpy(buf + n, data, len);
-        }
-        n += len;
-        atb_frame_seal(buf, n);
-        iov[0] = (struct iovec){.iov_base = buf, .iov_len = n + 4};
-        iovcnt = 1;
-    } else {
-        iov[0] = (struct iovec){.iov_base = buf, .iov_len = n};
-        iov[1] =
-            (struct iovec){.iov_base = (void *)(uintptr_t)data, .iov_len = len};
-        uint32_t h = atb_frame_hash_iov(iov, 2);
-        uint8_t *hash = buf + n;
-        hash[0] = (uint8_t)h;
-        hash[1] = (uint8_t)(h >> 8);
-        hash[2] = (uint8_t)(h >> 16);
-        hash[3] = (uint8_t)(h >> 24);
-        iov[2] = (struct iovec){.iov_base = hash, .iov_len = 4};
-        iovcnt = 3;
-    }
-    rc = atb_conn_send(nc->conn, iov, iovcnt);
-    if (rc == ATBUS_EWOULDBLOCK) {
-        nc->want_writable = 1;
-        node->stats.sends_would_block++;
-        return rc;
-    }
-    if (rc != ATBUS_OK) {
-        return rc;
-    }
-    st->send_offset += (int64_t)len;
-    node->stats.frames_out++;
-    node->stats.messages_out++;
-    node->stats.bytes_out += len;
-    return ATBUS_OK;
-}
 
 /* ---- inspection ---- */
 
@@ -519,7 +451,11 @@ atbus_node_close(atbus_node *node)
     if (node->closed) {
         return ATBUS_OK;
     }
+    /* What the transports take now still leaves ahead of the close
+     * messages; the rest is reported, not dropped silently. */
+    node_peers_flush(node);
     node->closed = 1;
+    node_peers_report_undelivered(node, ATBUS_ECLOSED);
     while (node->targets != NULL) {
         node_target *t = node->targets;
         node->targets = t->next;

@@ -117,8 +117,10 @@ send_control(node_conn *nc, int32_t packet_type, const uint8_t *data,
     return rc;
 }
 
+/* send_register sends this node's register; peer_incarnation says which
+ * incarnation of the peer this node holds streams for (0: none). */
 static int
-send_register(node_conn *nc)
+send_register(node_conn *nc, uint64_t peer_incarnation)
 {
     atbus_node *node = nc->node;
     static const enum atb_url_scheme schemes[] = {
@@ -145,6 +147,8 @@ send_register(node_conn *nc)
     reg.channels = channels;
     reg.library_version = (char *)(uintptr_t)ATBUS_VERSION_STRING;
     reg.type = node->type;
+    reg.incarnation = node->incarnation;
+    reg.peer_incarnation = peer_incarnation;
     uint8_t buf[1024];
     if (atbus__protocol__register_data__get_packed_size(&reg) > sizeof(buf)) {
         return ATBUS_EMSGSIZE;
@@ -379,10 +383,13 @@ check_register(const atbus_node *node, const atb_pb_register *reg, int *code,
         *why = "register_data.name is the receiving node's own name";
         return ATBUS_EEXIST;
     }
+    /* A peer with connections is a live process; a lingering one (no
+     * connections) may come back as a new process. */
     const node_peer *p = node_peer_find(node, reg->name);
-    if (p != NULL &&
+    if (p != NULL && p->conns != NULL &&
         (p->pid != reg->pid || strcmp(p->hostname, reg->hostname) != 0 ||
-         strcmp(p->namespace_name, reg->namespace_name) != 0)) {
+         strcmp(p->namespace_name, reg->namespace_name) != 0 ||
+         p->incarnation != reg->incarnation)) {
         *why = "another node with this name is connected";
         return ATBUS_EEXIST;
     }
@@ -414,7 +421,7 @@ handle_register(node_conn *nc, const uint8_t *data, size_t len)
         /* Answer before the peer exists for the application: its
          * on_peer_up may send at once, and data must not overtake the
          * register on the wire. */
-        rc = send_register(nc);
+        rc = send_register(nc, node_peer_answer_incarnation(nc->node, reg));
         if (rc != ATBUS_OK) {
             code = ATB_CLOSE_REASON(PEER_RESET);
             why = "could not answer the register";
@@ -443,6 +450,23 @@ handle_register(node_conn *nc, const uint8_t *data, size_t len)
     }
 }
 
+/* addressed_here checks a frame's head names this peer and this node.
+ * Relaying arrives with routing; until then a frame for another node has
+ * nowhere to go: counted, not delivered. */
+static int
+addressed_here(node_conn *nc, const atb_pb_head *head)
+{
+    atbus_node *node = nc->node;
+    if (head == NULL || head->source == NULL ||
+        strcmp(head->source, nc->peer->name) != 0 ||
+        head->destination == NULL ||
+        strcmp(head->destination, node->name) != 0) {
+        node->stats.frames_misaddressed++;
+        return 0;
+    }
+    return 1;
+}
+
 static void
 handle_control(node_conn *nc, const atb_pb_packet *packet,
                const atb_pb_content *content)
@@ -466,54 +490,21 @@ handle_control(node_conn *nc, const atb_pb_packet *packet,
     }
 }
 
+/* handle_data passes a data packet of a registered connection to the
+ * peer's streams. */
 static void
-handle_data(node_conn *nc, const atb_pb_frame *msg,
-            const atb_pb_content *content)
+handle_data(node_conn *nc, const atb_pb_frame *msg)
 {
     atbus_node *node = nc->node;
     if (nc->state != NCONN_UP) {
         protocol_error(nc, ATBUS_EFRAME_INVALID, "data before register");
         return;
     }
-    const atb_pb_head *head = msg->head;
-    if (head == NULL || head->source == NULL ||
-        strcmp(head->source, nc->peer->name) != 0 ||
-        head->destination == NULL ||
-        strcmp(head->destination, node->name) != 0) {
-        /* Relaying arrives with routing; until then a frame for another
-         * node has nowhere to go. Counted, not delivered. */
-        node->stats.frames_misaddressed++;
+    if (!addressed_here(nc, msg->head)) {
         return;
     }
-    const atb_pb_packet *packet = msg->packet;
-    node_stream *st = node_peer_stream(nc->peer, packet->stream_id);
-    if (st == NULL) {
-        node_conn_end(nc, ATBUS_ENOMEM, ATB_CLOSE_REASON(PEER_RESET),
-                      "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < content->n_fragment && nc->state == NCONN_UP; i++) {
-        const atb_pb_fragment *f = content->fragment[i];
-        if ((f->fragment_flag & ATB_FRAGMENT_FLAG_HAS_MORE) != 0) {
-            protocol_error(nc, ATBUS_EFRAME_INVALID,
-                           "fragmented messages need the stream engine");
-            return;
-        }
-        if (f->packet_type != 0 &&
-            f->packet_type <
-                ATBUS__PROTOCOL__ATBUS__PROTOCOL__CONST__ATBUS_PROTOCOL_CONST_INTERNAL_PACKET_TYPE) {
-            protocol_error(nc, ATBUS_EFRAME_INVALID,
-                           "internal packet type on a user stream");
-            return;
-        }
-        st->recv_offset += (int64_t)f->data.len;
-        node->stats.messages_in++;
-        node->stats.bytes_in += f->data.len;
-        if (node->cbs.on_message != NULL && !node->freeing) {
-            node->cbs.on_message(node, nc->peer->name, packet->stream_id,
-                                 f->data.data, f->data.len, node->cb_arg);
-        }
-    }
+    (void)node;
+    node_stream_on_packet(nc, msg);
 }
 
 static void
@@ -523,6 +514,10 @@ handle_packet(node_conn *nc, const atb_pb_frame *msg)
     if ((packet->flags & ATB_PACKET_FLAG_TLS_HANDSHAKE) != 0) {
         node_conn_end(nc, ATBUS_EPERM, ATB_CLOSE_REASON(UNAUTHORIZED),
                       "encrypted connections are not enabled on this node");
+        return;
+    }
+    if (packet->stream_id != ATB_NODE_CONTROL_STREAM) {
+        handle_data(nc, msg);
         return;
     }
     atb_pb_content *content;
@@ -536,11 +531,7 @@ handle_packet(node_conn *nc, const atb_pb_frame *msg)
         protocol_error(nc, rc, "packet_content does not decode");
         return;
     }
-    if (packet->stream_id < 0) {
-        handle_control(nc, packet, content);
-    } else {
-        handle_data(nc, msg, content);
-    }
+    handle_control(nc, packet, content);
     atb_packet_content_free(content);
 }
 
@@ -576,15 +567,24 @@ conn_on_frame(atb_conn *c, const atb_frame_view *f, void *arg)
         if (sent > 0 && sent <= now) {
             int64_t rtt = now - sent;
             nc->rtt_us = nc->rtt_us < 0 ? rtt : (7 * nc->rtt_us + rtt) / 8;
+            if (nc->path_added) {
+                atb_sengine_rtt_sample(nc->peer->eng, nc->path_id, rtt);
+            }
         }
         break;
     }
     case ATBUS__PROTOCOL__FRAME_MESSAGE__BODY_PACKET:
         handle_packet(nc, msg);
         break;
+    case ATBUS__PROTOCOL__FRAME_MESSAGE__BODY_ACKNOWLEDGE:
+        if (nc->state != NCONN_UP) {
+            protocol_error(nc, ATBUS_EFRAME_INVALID,
+                           "acknowledgement before register");
+        } else if (addressed_here(nc, msg->head)) {
+            node_stream_on_ack(nc, msg->acknowledge);
+        }
+        break;
     default:
-        /* Acknowledgements belong to the stream engine; nothing to do
-         * with one yet. */
         break;
     }
     atb_frame_message_free(msg);
@@ -629,12 +629,9 @@ conn_on_writable(atb_conn *c, void *arg)
 {
     (void)c;
     node_conn *nc = arg;
-    atbus_node *node = nc->node;
-    if (nc->want_writable && nc->state == NCONN_UP) {
-        nc->want_writable = 0;
-        if (node->cbs.on_writable != NULL && !node->freeing) {
-            node->cbs.on_writable(node, nc->peer->name, node->cb_arg);
-        }
+    nc->blocked = 0;
+    if (nc->state == NCONN_UP) {
+        node_stream_flush(nc->peer);
     }
 }
 
@@ -729,7 +726,8 @@ node_conn_start(node_conn *nc)
     nc->state = NCONN_REGISTERING;
     nc->last_rx_us = atb_loop_now_us(nc->node->loop);
     if (!nc->accepted) {
-        int rc = send_register(nc);
+        int rc =
+            send_register(nc, node_peer_incarnation_for(nc->node, nc, NULL));
         if (rc != ATBUS_OK) {
             node_conn_end(nc, rc, ATB_CLOSE_REASON(UNKNOWN), NULL);
         }

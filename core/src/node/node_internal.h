@@ -6,13 +6,17 @@
  *   node_conn      one transport connection and its life: register
  *                  exchange, keep-alive, close with a reason (node_conn.c)
  *   node_peer      a registered peer: identity, its connections ranked by
- *                  channel, per-stream send offsets (node_peer.c)
+ *                  channel (node_peer.c)
+ *   node_stream    a peer's stream engine: its connections are the
+ *                  engine's paths; sending, flushing, acks, timers
+ *                  (node_stream.c)
  *   node_target    a URL the application asked to keep connected, with
  *                  its redial backoff (node.c)
  *
  * Ownership: the node owns everything. A node_conn lives from dial or
  * accept until its transport's on_close; a node_peer from its first
- * registered connection until its last one is gone.
+ * registered connection until peer_linger_ms after its last one is gone
+ * (its streams wait there for the peer to come back).
  */
 #ifndef ATB_NODE_NODE_INTERNAL_H
 #define ATB_NODE_NODE_INTERNAL_H
@@ -23,6 +27,7 @@
 #include <stdint.h>
 
 #include "loop/loop.h"
+#include "stream/engine.h"
 #include "transport/transport.h"
 #include "wire/message.h"
 
@@ -58,21 +63,17 @@ struct node_conn {
     int rank; /* channel preference: lower is better */
     /* Why the connection is ending; 0 until decided. */
     int close_err;
-    int want_writable;
     int finished;    /* closing: half-closed, waiting for the peer's close */
     atb_timer timer; /* register deadline, keep-alive, close linger */
     atb_deferred close_defer;
     uint64_t last_rx_us;
     uint64_t linger_until_us; /* closing: give up flushing at this time */
     int64_t next_ping_id;
-    int64_t rtt_us; /* smoothed; -1 before the first pong */
+    int64_t rtt_us;   /* smoothed; -1 before the first pong */
+    uint32_t path_id; /* the stream engine's name for it, once UP */
+    int path_added;
+    int blocked; /* the transport refused a frame; on_writable follows */
 };
-
-typedef struct node_stream {
-    int64_t id;
-    int64_t send_offset;
-    int64_t recv_offset;
-} node_stream;
 
 struct node_peer {
     node_peer *hash_next;
@@ -81,18 +82,25 @@ struct node_peer {
     char *namespace_name;
     char *type;
     int64_t pid;
+    uint64_t incarnation;
     node_conn *conns; /* UP connections, best rank first */
     size_t nconns;
-    node_stream *streams; /* few per peer: a sorted array */
-    size_t nstreams;
-    size_t streams_cap;
+    atbus_node *node;
+    atb_sengine *eng;
+    atb_timer timer; /* the engine's next deadline, or the linger end */
+    atb_deferred flush_defer;
+    int flush_pending;
+    size_t stripe;            /* the connection whose turn it is */
+    int want_writable;        /* a send was refused: tell the application */
+    uint64_t linger_until_us; /* no connections: free at this time, or 0 */
 };
 
 struct node_target {
     atbus_node *node;
     node_target *next;
     char *url;
-    node_conn *nc; /* the live connection, or NULL while waiting */
+    node_conn *nc;   /* the live connection, or NULL while waiting */
+    char *last_peer; /* who answered last time, for peer_incarnation */
     uint32_t attempt;
     atb_timer timer; /* redial */
 };
@@ -123,6 +131,7 @@ struct atbus_node {
     size_t peers_cap;  /* a power of two */
     size_t npeers;
     uint64_t rng;
+    uint64_t incarnation;
     int closed;
     int freeing;          /* no callbacks any more */
     atbus_peer_info info; /* storage for atbus_node_peer */
@@ -158,26 +167,76 @@ node_peer *node_peer_find(const atbus_node *node, const char *name);
 
 /*
  * node_peer_attach adds an UP connection to the peer named in reg,
- * creating the peer (and reporting it up) if this is its first one.
- * Returns ATBUS_OK, ATBUS_EEXIST (another process holds the name) or
- * ATBUS_ENOMEM.
+ * creating the peer (and reporting it up) if this is its first one, or
+ * taking back a lingering one (its streams resume, or start afresh when
+ * either side lost the other's state). Returns ATBUS_OK or ATBUS_ENOMEM
+ * (nc is not attached).
  */
 int node_peer_attach(atbus_node *node, node_conn *nc,
                      const atb_pb_register *reg);
 
 /* node_peer_detach removes nc from its peer; the last one takes the peer
- * down (reported with err) and frees it. */
+ * down (reported with err) and leaves it lingering. */
 void node_peer_detach(node_conn *nc, int err);
 
-/* node_peer_stream returns the stream state of id, adding it if new;
- * NULL when out of memory. */
-node_stream *node_peer_stream(node_peer *peer, int64_t id);
+/* node_peer_incarnation_for is the peer_incarnation to put in a register
+ * sent on nc: the incarnation of `name` (NULL: the peer nc's target
+ * reached last) whose streams this node holds, or 0. */
+uint64_t node_peer_incarnation_for(const atbus_node *node, const node_conn *nc,
+                                   const char *name);
+
+/* node_peer_answer_incarnation is the peer_incarnation an acceptor
+ * answers reg with: 0 when it holds no streams of that peer, or will
+ * start them afresh (see node_peer_attach). */
+uint64_t node_peer_answer_incarnation(const atbus_node *node,
+                                      const atb_pb_register *reg);
+
+/* node_peer_free frees a peer and its streams (no callbacks). */
+void node_peer_free(node_peer *p);
+
+/* node_peer_unlink takes p out of the peer table. */
+void node_peer_unlink(atbus_node *node, node_peer *p);
 
 /* node_peer_fill_info describes peer in node->info. */
 void node_peer_fill_info(atbus_node *node, const node_peer *peer);
 
+/* node_peers_flush writes what every peer's streams have queued. */
+void node_peers_flush(atbus_node *node);
+
+/* node_peers_report_undelivered reports every peer's unacknowledged
+ * messages (on_undelivered with err). */
+void node_peers_report_undelivered(atbus_node *node, int err);
+
 /* node_peers_free frees the peer table (no callbacks). */
 void node_peers_free(atbus_node *node);
+
+/* ---- node_stream.c ---- */
+
+/* node_stream_open gives p its stream engine. Returns ATBUS_OK or
+ * ATBUS_ENOMEM. */
+int node_stream_open(atbus_node *node, node_peer *p);
+
+/* node_stream_close releases p's engine and timers. */
+void node_stream_close(node_peer *p);
+
+/* node_stream_path_add / _remove make nc one of its peer's paths. */
+int node_stream_path_add(node_peer *p, node_conn *nc);
+void node_stream_path_remove(node_peer *p, node_conn *nc);
+
+/* node_stream_flush writes what the engine has for p's connections now;
+ * node_stream_schedule does it at the end of this loop turn. */
+void node_stream_flush(node_peer *p);
+void node_stream_schedule(node_peer *p);
+
+/* node_stream_on_packet / _on_ack feed a frame received on nc. */
+void node_stream_on_packet(node_conn *nc, const atb_pb_frame *msg);
+void node_stream_on_ack(node_conn *nc, const atb_pb_ack *ack);
+
+/* node_stream_linger keeps a peer without connections until
+ * peer_linger_ms passes: both sides keep their streams that long, so a
+ * reconnect resumes them. Then it is freed and what it had not
+ * acknowledged is reported undelivered. */
+void node_stream_linger(node_peer *p);
 
 /* ---- node.c ---- */
 

@@ -62,35 +62,85 @@ peers_grow(atbus_node *node)
     return ATBUS_OK;
 }
 
-static void
-peer_free(node_peer *p)
+void
+node_peer_free(node_peer *p)
 {
+    node_stream_close(p);
     atb_free(p->name);
     atb_free(p->hostname);
     atb_free(p->namespace_name);
     atb_free(p->type);
-    atb_free(p->streams);
     atb_free(p);
 }
 
+/* peer_identity copies reg's identity into p. Returns ATBUS_OK or
+ * ATBUS_ENOMEM (p unchanged). */
+static int
+peer_identity(node_peer *p, const atb_pb_register *reg)
+{
+    char *hostname = atb_strdup(reg->hostname);
+    char *ns = atb_strdup(reg->namespace_name);
+    char *type = atb_strdup(reg->type);
+    if (hostname == NULL || ns == NULL || type == NULL) {
+        atb_free(hostname);
+        atb_free(ns);
+        atb_free(type);
+        return ATBUS_ENOMEM;
+    }
+    atb_free(p->hostname);
+    atb_free(p->namespace_name);
+    atb_free(p->type);
+    p->hostname = hostname;
+    p->namespace_name = ns;
+    p->type = type;
+    p->pid = reg->pid;
+    p->incarnation = reg->incarnation;
+    return ATBUS_OK;
+}
+
 static node_peer *
-peer_new(const atb_pb_register *reg)
+peer_new(atbus_node *node, const atb_pb_register *reg)
 {
     node_peer *p = atb_calloc(1, sizeof(*p));
     if (p == NULL) {
         return NULL;
     }
     p->name = atb_strdup(reg->name);
-    p->hostname = atb_strdup(reg->hostname);
-    p->namespace_name = atb_strdup(reg->namespace_name);
-    p->type = atb_strdup(reg->type);
-    p->pid = reg->pid;
-    if (p->name == NULL || p->hostname == NULL || p->namespace_name == NULL ||
-        p->type == NULL) {
-        peer_free(p);
+    if (p->name == NULL || peer_identity(p, reg) != ATBUS_OK ||
+        node_stream_open(node, p) != ATBUS_OK) {
+        node_peer_free(p);
         return NULL;
     }
     return p;
+}
+
+/* peer_must_reset: a peer without connections comes back. If it is
+ * another process, or says it lost this node's streams, both sides start
+ * their streams afresh; the acceptor's answer tells the dialer. */
+static int
+peer_must_reset(const atbus_node *node, const node_peer *p,
+                const atb_pb_register *reg)
+{
+    return p->conns == NULL && (reg->incarnation != p->incarnation ||
+                                reg->peer_incarnation != node->incarnation);
+}
+
+uint64_t
+node_peer_incarnation_for(const atbus_node *node, const node_conn *nc,
+                          const char *name)
+{
+    if (name == NULL) {
+        name = nc->target != NULL ? nc->target->last_peer : NULL;
+    }
+    const node_peer *p = name != NULL ? node_peer_find(node, name) : NULL;
+    return p != NULL ? p->incarnation : 0;
+}
+
+uint64_t
+node_peer_answer_incarnation(const atbus_node *node, const atb_pb_register *reg)
+{
+    const node_peer *p = node_peer_find(node, reg->name);
+    return p != NULL && !peer_must_reset(node, p, reg) ? p->incarnation : 0;
 }
 
 /* insert_conn keeps the list sorted by rank; equal ranks keep arrival
@@ -111,25 +161,48 @@ int
 node_peer_attach(atbus_node *node, node_conn *nc, const atb_pb_register *reg)
 {
     node_peer *p = node_peer_find(node, reg->name);
-    if (p != NULL) {
-        nc->peer = p;
-        insert_conn(p, nc);
-        return ATBUS_OK;
+    int was_down = p == NULL || p->conns == NULL;
+    if (p != NULL && p->conns == NULL) {
+        /* Back within peer_linger_ms. */
+        int reset = peer_must_reset(node, p, reg);
+        if (peer_identity(p, reg) != ATBUS_OK) {
+            return ATBUS_ENOMEM;
+        }
+        if (reset) {
+            atb_sengine_peer_reset(p->eng);
+        }
+        p->linger_until_us = 0;
+    } else if (p == NULL) {
+        if (peers_grow(node) != ATBUS_OK) {
+            return ATBUS_ENOMEM;
+        }
+        p = peer_new(node, reg);
+        if (p == NULL) {
+            return ATBUS_ENOMEM;
+        }
+        size_t s = slot_of(node, p->name);
+        p->hash_next = node->peers[s];
+        node->peers[s] = p;
+        node->npeers++;
     }
-    if (peers_grow(node) != ATBUS_OK) {
-        return ATBUS_ENOMEM;
-    }
-    p = peer_new(reg);
-    if (p == NULL) {
-        return ATBUS_ENOMEM;
-    }
-    size_t s = slot_of(node, p->name);
-    p->hash_next = node->peers[s];
-    node->peers[s] = p;
-    node->npeers++;
     nc->peer = p;
+    if (node_stream_path_add(p, nc) != ATBUS_OK) {
+        nc->peer = NULL;
+        if (p->conns == NULL) {
+            node_stream_linger(p); /* a new peer with nothing goes soon */
+        }
+        return ATBUS_ENOMEM;
+    }
     insert_conn(p, nc);
-    if (node->cbs.on_peer_up != NULL && !node->freeing) {
+    if (nc->target != NULL && (nc->target->last_peer == NULL ||
+                               strcmp(nc->target->last_peer, p->name) != 0)) {
+        char *name = atb_strdup(p->name);
+        if (name != NULL) {
+            atb_free(nc->target->last_peer);
+            nc->target->last_peer = name;
+        }
+    }
+    if (was_down && node->cbs.on_peer_up != NULL && !node->freeing) {
         node_peer_fill_info(node, p);
         node->cbs.on_peer_up(node, &node->info, node->cb_arg);
     }
@@ -148,53 +221,28 @@ node_peer_detach(node_conn *nc, int err)
             break;
         }
     }
+    node_stream_path_remove(p, nc);
     nc->peer = NULL;
     nc->peer_next = NULL;
     if (p->conns != NULL) {
         return;
     }
+    if (node->cbs.on_peer_down != NULL && !node->freeing) {
+        node->cbs.on_peer_down(node, p->name, err, node->cb_arg);
+    }
+    /* The peer's streams wait for it to come back. */
+    node_stream_linger(p);
+}
+
+void
+node_peer_unlink(atbus_node *node, node_peer *p)
+{
     node_peer **pp = &node->peers[slot_of(node, p->name)];
     while (*pp != p) {
         pp = &(*pp)->hash_next;
     }
     *pp = p->hash_next;
     node->npeers--;
-    if (node->cbs.on_peer_down != NULL && !node->freeing) {
-        node->cbs.on_peer_down(node, p->name, err, node->cb_arg);
-    }
-    peer_free(p);
-}
-
-node_stream *
-node_peer_stream(node_peer *peer, int64_t id)
-{
-    size_t lo = 0;
-    size_t hi = peer->nstreams;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (peer->streams[mid].id < id) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    if (lo < peer->nstreams && peer->streams[lo].id == id) {
-        return &peer->streams[lo];
-    }
-    if (peer->nstreams == peer->streams_cap) {
-        size_t cap = peer->streams_cap == 0 ? 4 : peer->streams_cap * 2;
-        node_stream *s = atb_realloc(peer->streams, cap * sizeof(*s));
-        if (s == NULL) {
-            return NULL;
-        }
-        peer->streams = s;
-        peer->streams_cap = cap;
-    }
-    memmove(&peer->streams[lo + 1], &peer->streams[lo],
-            (peer->nstreams - lo) * sizeof(*peer->streams));
-    peer->nstreams++;
-    peer->streams[lo] = (node_stream){.id = id};
-    return &peer->streams[lo];
 }
 
 void
@@ -214,13 +262,49 @@ node_peer_fill_info(atbus_node *node, const node_peer *p)
 }
 
 void
+node_peers_flush(atbus_node *node)
+{
+    for (size_t i = 0; i < node->peers_cap; i++) {
+        for (node_peer *p = node->peers[i]; p != NULL; p = p->hash_next) {
+            node_stream_flush(p);
+        }
+    }
+}
+
+void
+node_peers_report_undelivered(atbus_node *node, int err)
+{
+    for (size_t i = 0; i < node->peers_cap; i++) {
+        for (node_peer *p = node->peers[i]; p != NULL; p = p->hash_next) {
+            uint64_t messages;
+            uint64_t units;
+            atb_sengine_unacked(p->eng, &messages, &units);
+            if (messages == 0) {
+                continue;
+            }
+            node->stats.messages_undelivered += messages;
+            if (node->cbs.on_undelivered != NULL && !node->freeing) {
+                node->cbs.on_undelivered(node, p->name, messages, err,
+                                         node->cb_arg);
+            }
+        }
+    }
+}
+
+void
 node_peers_free(atbus_node *node)
 {
     for (size_t i = 0; i < node->peers_cap; i++) {
         node_peer *p = node->peers[i];
         while (p != NULL) {
             node_peer *next = p->hash_next;
-            peer_free(p);
+            uint64_t messages;
+            uint64_t units;
+            atb_sengine_unacked(p->eng, &messages, &units);
+            if (!node->closed) { /* atbus_node_close reported them */
+                node->stats.messages_undelivered += messages;
+            }
+            node_peer_free(p);
             p = next;
         }
     }

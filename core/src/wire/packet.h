@@ -43,6 +43,53 @@ typedef struct atb_packet_desc {
  */
 int atb_packet_prefix(const atb_packet_desc *d, uint8_t *out, size_t *len);
 
+/* Fragments in one frame built by atb_packet_frame. */
+#define ATB_PACKET_MAX_FRAGS 64
+
+typedef struct atb_packet_frag {
+    const void *data;
+    size_t len;
+    int32_t fragment_flag;
+} atb_packet_frag;
+
+/* A data frame as gather buffers: prefix, then per fragment its header
+ * and its data, then the hash. Lives on the caller's stack. */
+typedef struct atb_frame_iov {
+    uint8_t prefix[ATB_PACKET_PREFIX_MAX];
+    uint8_t frag_hdr[ATB_PACKET_MAX_FRAGS][40];
+    uint8_t ack[1200]; /* a whole acknowledge frame (16 streams) */
+    uint8_t hash[4];
+    struct iovec iov[2 * ATB_PACKET_MAX_FRAGS + 2];
+    int iovcnt;
+    size_t len; /* bytes of the whole frame */
+} atb_frame_iov;
+
+/*
+ * atb_packet_frame builds a data frame carrying n fragments (1 <= n <=
+ * ATB_PACKET_MAX_FRAGS, or 0 for a packet with flags only) of type
+ * d->packet_type; d->data_len and d->fragment_flag are not used. The
+ * fragments' data is referenced, not copied. Returns ATBUS_OK or
+ * ATBUS_EINVAL (as atb_packet_prefix, or too many fragments).
+ */
+int atb_packet_frame(const atb_packet_desc *d, const atb_packet_frag *frags,
+                     size_t n, atb_frame_iov *out);
+
+typedef struct atb_ack_entry {
+    int64_t stream_id;
+    int64_t acknowledge_offset;
+    int64_t received_max_offset;
+} atb_ack_entry;
+
+/*
+ * atb_ack_frame writes a whole acknowledge frame (n stream entries, the
+ * echoed timepoint and the ack delay) into out (cap bytes) and stores its
+ * size in *len. Returns ATBUS_OK, ATBUS_EINVAL (a name longer than 253
+ * bytes) or ATBUS_ENOBUFS.
+ */
+int atb_ack_frame(const char *source, const char *destination,
+                  const atb_ack_entry *acks, size_t n, int64_t timepoint_us,
+                  int64_t ack_delay_us, uint8_t *out, size_t cap, size_t *len);
+
 /* atb_frame_hash_iov returns the frame hash of the concatenated iov
  * buffers, equal to atb_frame_hash over the same bytes in one piece. */
 uint32_t atb_frame_hash_iov(const struct iovec *iov, int iovcnt);

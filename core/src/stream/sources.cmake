@@ -1,0 +1,7 @@
+set(ATBUS_STREAM_SOURCES
+  sendbuf.c
+  rob.c
+  rtt.c
+  engine.c
+  codec.c
+)
