@@ -398,7 +398,7 @@ side_pump(sim *s, sim_side *sd)
             if (out.kind == ATB_SOUT_PACKET) {
                 out.packet.timepoint_us = (int64_t)s->now + 1;
             }
-            if (atb_scodec_encode(&out, "a", "b", &fi) != ATBUS_OK ||
+            if (atb_scodec_encode(&out, "a", "b", 0, &fi) != ATBUS_OK ||
                 fi.len > s->spec[k].mtu) {
                 if (getenv("SIM_DEBUG") != NULL) {
                     fprintf(stderr, "side %d: frame of %zu bytes > mtu\n",

@@ -306,6 +306,21 @@ app_throughput(demo_app *app, size_t size, uint64_t count,
             }
         }
     }
+    /* Streams are independent: "end" on the control stream could pass
+     * data still queued on the data stream. Wait until the hub has
+     * acknowledged every data message first. */
+    for (;;) {
+        atbus_stream_stats st;
+        if (atbus_node_stream_stats(app->node, DEMO_HUB_NAME, DEMO_STREAM_DATA,
+                                    &st) == ATBUS_OK &&
+            st.messages_unacked == 0) {
+            break;
+        }
+        demo_app_pump(app, 1);
+        if (app_check_hub(app, deadline_us, what, r) != DEMO_OK) {
+            return r->status;
+        }
+    }
     char end[32];
     int n = snprintf(end, sizeof(end), "end %" PRIu32, run);
     uint64_t next_end = 0;

@@ -29,6 +29,7 @@
 
 #include <atbus/error.h>
 #include <atbus/export.h>
+#include <atbus/route.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -89,6 +90,22 @@ typedef struct atbus_node_config {
      * is still unacknowledged then is reported by on_undelivered.
      * Default 30 000 ms. */
     uint32_t peer_linger_ms;
+    /* Relays this node hangs under, by name, primary first; the first
+     * one connected carries traffic to nodes it has no connection to, the
+     * others are its backups. Peers learn the list from the register
+     * message. The node still has to be connected to them
+     * (atbus_node_connect). */
+    const char *upstreams[ATBUS_ROUTE_MAX_UPSTREAMS];
+    size_t upstream_count;
+    /* Non-zero: this node is a relay and forwards frames addressed to
+     * other nodes by its next hop towards them. */
+    int relay;
+    /* Where traffic for a node without a connection goes first: 0 = this
+     * node's own upstream, 1 = the relay the destination hangs under. */
+    int prefer_target_relay;
+    /* Relays a frame may pass; one more is refused with TTL_EXPIRED.
+     * Default 16. */
+    uint32_t max_hops;
     /* Seed of the reconnect jitter; 0 picks one from the clock and pid. */
     uint64_t seed;
 } atbus_node_config;
@@ -168,6 +185,16 @@ typedef struct atbus_node_stats {
     uint64_t frames_misaddressed;
     /* Messages given up (see on_undelivered). */
     uint64_t messages_undelivered;
+    /* Frames this node forwarded as a relay. */
+    uint64_t frames_forwarded;
+    /* Frames a relay could not forward: no route, hop limit, or the next
+     * connection's queue full (the sender's stream resends those). Each
+     * no-route or hop-limit case is reported back to the source. */
+    uint64_t frames_unroutable;
+    uint64_t frames_ttl_expired;
+    uint64_t frames_relay_dropped;
+    /* Route reports refused (a cycle through the upstream lists). */
+    uint64_t routes_rejected;
 } atbus_node_stats;
 
 /* RTT histogram bucket upper bounds in ms (the last bucket is open). */
@@ -315,6 +342,36 @@ ATBUS_API int atbus_node_conn_stats(atbus_node *node, const char *peer,
 ATBUS_API int atbus_node_stream_stats(atbus_node *node, const char *peer,
                                       int64_t stream_id,
                                       atbus_stream_stats *out);
+
+/*
+ * atbus_node_route_set records that node `name` hangs under the relays
+ * `upstreams` (primary first), as discovery reports it; an empty list
+ * makes it a root. atbus_node_route_remove forgets it. The node uses
+ * these reports to find the next hop towards nodes it is not connected
+ * to. Return ATBUS_OK, ATBUS_EROUTE_CYCLE (err says where; nothing
+ * changed), ATBUS_EINVAL (a bad name or too many upstreams),
+ * ATBUS_ENOTFOUND (remove of an unknown name) or ATBUS_ENOMEM.
+ */
+ATBUS_API int atbus_node_route_set(atbus_node *node, const char *name,
+                                   const char *const *upstreams, size_t count,
+                                   atbus_route_error *err);
+ATBUS_API int atbus_node_route_remove(atbus_node *node, const char *name);
+
+/*
+ * atbus_node_relation says what y is to x in this node's route view.
+ * Returns ATBUS_OK, ATBUS_ENOTFOUND (x or y unknown) or ATBUS_EINVAL.
+ */
+ATBUS_API int atbus_node_relation(atbus_node *node, const char *x,
+                                  const char *y, atbus_relation *out);
+
+/*
+ * atbus_node_next_hop fills *hop with where a message to dst would go
+ * now: the kind of hop, the peer, and whether it is connected (READY) or
+ * not yet (CONNECTING). Returns ATBUS_OK, ATBUS_ENOROUTE (hop->state
+ * UNREACHABLE), ATBUS_EINVAL or ATBUS_ENOMEM.
+ */
+ATBUS_API int atbus_node_next_hop(atbus_node *node, const char *dst,
+                                  atbus_next_hop *hop);
 
 /* atbus_node_get_stats copies the counters. Returns ATBUS_OK or
  * ATBUS_EINVAL. */

@@ -39,6 +39,7 @@ atbus_node_config_default(atbus_node_config *cfg)
     cfg->reconnect_min_ms = 100;
     cfg->reconnect_max_ms = 10000;
     cfg->peer_linger_ms = 30000;
+    cfg->max_hops = 16;
     return ATBUS_OK;
 }
 
@@ -60,8 +61,15 @@ config_check(const atbus_node_config *cfg)
         cfg->peer_timeout_ms <= cfg->ping_interval_ms ||
         cfg->register_timeout_ms == 0 || cfg->reconnect_min_ms == 0 ||
         cfg->reconnect_max_ms < cfg->reconnect_min_ms ||
-        cfg->peer_linger_ms == 0) {
+        cfg->peer_linger_ms == 0 || cfg->max_hops == 0 ||
+        cfg->upstream_count > ATBUS_ROUTE_MAX_UPSTREAMS) {
         return ATBUS_EINVAL;
+    }
+    for (size_t i = 0; i < cfg->upstream_count; i++) {
+        if (atb_name_check(cfg->upstreams[i], NULL) != ATBUS_OK ||
+            strcmp(cfg->upstreams[i], cfg->name) == 0) {
+            return ATBUS_EINVAL;
+        }
     }
     if (cfg->hostname != NULL &&
         (cfg->hostname[0] == '\0' || strlen(cfg->hostname) > ATBUS_NAME_MAX)) {
@@ -90,6 +98,10 @@ node_release(atbus_node *node)
     for (size_t i = 0; i < ATBUS_NODE_MAX_LISTEN; i++) {
         atb_free(node->listen[i]);
     }
+    for (size_t i = 0; i < ATBUS_ROUTE_MAX_UPSTREAMS; i++) {
+        atb_free(node->upstreams[i]);
+    }
+    atb_route_registry_fini(&node->routes);
     atb_loop_free(node->loop);
     atb_free(node);
 }
@@ -124,6 +136,11 @@ atbus_node_new(atbus_node **out, const atbus_node_config *cfg)
         node->listen[i] = atb_strdup(cfg->listen[i]);
         oom = node->listen[i] == NULL;
     }
+    for (size_t i = 0; i < cfg->upstream_count && !oom; i++) {
+        node->upstreams[i] = atb_strdup(cfg->upstreams[i]);
+        oom = node->upstreams[i] == NULL;
+    }
+    atb_route_registry_init(&node->routes);
     if (oom) {
         node_release(node);
         return ATBUS_ENOMEM;
@@ -140,6 +157,14 @@ atbus_node_new(atbus_node **out, const atbus_node_config *cfg)
     node->cfg.type = node->type;
     for (size_t i = 0; i < ATBUS_NODE_MAX_LISTEN; i++) {
         node->cfg.listen[i] = node->listen[i];
+    }
+    for (size_t i = 0; i < ATBUS_ROUTE_MAX_UPSTREAMS; i++) {
+        node->cfg.upstreams[i] = node->upstreams[i];
+    }
+    rc = node_route_init(node);
+    if (rc != ATBUS_OK) {
+        node_release(node);
+        return rc;
     }
     atb_transport_config_default(&node->tcfg);
     node->tcfg.max_frame_message = cfg->max_message + FRAME_OVERHEAD;

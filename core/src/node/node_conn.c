@@ -149,6 +149,8 @@ send_register(node_conn *nc, uint64_t peer_incarnation)
     reg.type = node->type;
     reg.incarnation = node->incarnation;
     reg.peer_incarnation = peer_incarnation;
+    reg.n_upstreams = node->cfg.upstream_count;
+    reg.upstreams = node->upstreams;
     uint8_t buf[1024];
     if (atbus__protocol__register_data__get_packed_size(&reg) > sizeof(buf)) {
         return ATBUS_EMSGSIZE;
@@ -159,10 +161,10 @@ send_register(node_conn *nc, uint64_t peer_incarnation)
         buf, n);
 }
 
-/* send_close tells the peer why the connection ends (best effort: a full
- * queue or a dead transport just loses the explanation). */
-static void
-send_close(node_conn *nc, int code, const char *message)
+int
+node_conn_send_command(node_conn *nc, const char *destination,
+                       int64_t stream_id, int32_t flags, int code,
+                       const char *message, const char *data)
 {
     Atbus__Protocol__CloseReasonData reason;
     atbus__protocol__close_reason_data__init(&reason);
@@ -173,6 +175,10 @@ send_close(node_conn *nc, int code, const char *message)
     frag.packet_type =
         ATBUS__PROTOCOL__ATBUS__PACKET__TYPE__ATBUS_PACKET_TYPE_COMMAND;
     frag.close_reason = &reason;
+    if (data != NULL) {
+        frag.data.data = (uint8_t *)(uintptr_t)data;
+        frag.data.len = strlen(data);
+    }
     atb_pb_fragment *frags[1] = {&frag};
     atb_pb_content content;
     atbus__protocol__packet_content__init(&content);
@@ -181,16 +187,20 @@ send_close(node_conn *nc, int code, const char *message)
     uint8_t cbuf[1024];
     if (atbus__protocol__packet_content__get_packed_size(&content) >
         sizeof(cbuf)) {
-        return;
+        return ATBUS_EMSGSIZE;
     }
     size_t clen = atbus__protocol__packet_content__pack(&content, cbuf);
 
     atb_pb_head head;
     fill_head(nc, &head);
+    if (destination != NULL) {
+        head.destination = (char *)(uintptr_t)destination;
+        head.source_incarnation = nc->node->incarnation;
+    }
     atb_pb_packet packet;
     atbus__protocol__packet_data__init(&packet);
-    packet.stream_id = ATB_NODE_CONTROL_STREAM;
-    packet.flags = ATB_PACKET_FLAG_FINISH_CONNECTION;
+    packet.stream_id = stream_id;
+    packet.flags = flags;
     packet.content.data = cbuf;
     packet.content.len = clen;
     atb_pb_frame msg;
@@ -198,7 +208,17 @@ send_close(node_conn *nc, int code, const char *message)
     msg.head = &head;
     msg.body_case = ATBUS__PROTOCOL__FRAME_MESSAGE__BODY_PACKET;
     msg.packet = &packet;
-    (void)send_encoded(nc, &msg);
+    return send_encoded(nc, &msg);
+}
+
+/* send_close tells the peer why the connection ends (best effort: a full
+ * queue or a dead transport just loses the explanation). */
+static void
+send_close(node_conn *nc, int code, const char *message)
+{
+    (void)node_conn_send_command(nc, NULL, ATB_NODE_CONTROL_STREAM,
+                                 ATB_PACKET_FLAG_FINISH_CONNECTION, code,
+                                 message, NULL);
 }
 
 static void
@@ -450,21 +470,35 @@ handle_register(node_conn *nc, const uint8_t *data, size_t len)
     }
 }
 
-/* addressed_here checks a frame's head names this peer and this node.
- * Relaying arrives with routing; until then a frame for another node has
- * nowhere to go: counted, not delivered. */
-static int
-addressed_here(node_conn *nc, const atb_pb_head *head)
+/* frame_peer returns the peer whose streams take a frame that came in on
+ * nc: nc's peer, or for a frame relayed from further away its source
+ * (reached back through nc). A frame for another node is forwarded (or
+ * answered with a route notice) and NULL returned, as for one that
+ * cannot be placed. */
+static node_peer *
+frame_peer(node_conn *nc, const atb_pb_frame *msg)
 {
     atbus_node *node = nc->node;
-    if (head == NULL || head->source == NULL ||
-        strcmp(head->source, nc->peer->name) != 0 ||
-        head->destination == NULL ||
-        strcmp(head->destination, node->name) != 0) {
-        node->stats.frames_misaddressed++;
-        return 0;
+    const atb_pb_head *head = msg->head;
+    if (head == NULL || head->source == NULL || head->destination == NULL ||
+        atb_name_check(head->source, NULL) != ATBUS_OK) {
+        protocol_error(nc, ATBUS_EFRAME_INVALID,
+                       "message_head has no valid source or destination");
+        return NULL;
     }
-    return 1;
+    if (strcmp(head->destination, node->name) != 0) {
+        node_route_forward(nc, msg);
+        return NULL;
+    }
+    if (strcmp(head->source, nc->peer->name) == 0) {
+        return nc->peer;
+    }
+    node_peer *p =
+        node_peer_remote(node, head->source, head->source_incarnation);
+    if (p == NULL || node_stream_relayed_path(p, nc) != ATBUS_OK) {
+        return NULL; /* out of memory: dropped, the source resends */
+    }
+    return p;
 }
 
 static void
@@ -500,11 +534,16 @@ handle_data(node_conn *nc, const atb_pb_frame *msg)
         protocol_error(nc, ATBUS_EFRAME_INVALID, "data before register");
         return;
     }
-    if (!addressed_here(nc, msg->head)) {
+    if (msg->packet->stream_id == ATB_NODE_ROUTE_STREAM && msg->head != NULL &&
+        msg->head->destination != NULL &&
+        strcmp(msg->head->destination, node->name) == 0) {
+        node_route_on_notice(nc, msg);
         return;
     }
-    (void)node;
-    node_stream_on_packet(nc, msg);
+    node_peer *p = frame_peer(nc, msg);
+    if (p != NULL) {
+        node_stream_on_packet(p, nc, msg);
+    }
 }
 
 static void
@@ -580,8 +619,11 @@ conn_on_frame(atb_conn *c, const atb_frame_view *f, void *arg)
         if (nc->state != NCONN_UP) {
             protocol_error(nc, ATBUS_EFRAME_INVALID,
                            "acknowledgement before register");
-        } else if (addressed_here(nc, msg->head)) {
-            node_stream_on_ack(nc, msg->acknowledge);
+        } else {
+            node_peer *p = frame_peer(nc, msg);
+            if (p != NULL) {
+                node_stream_on_ack(p, nc, msg->acknowledge);
+            }
         }
         break;
     default:
@@ -632,6 +674,7 @@ conn_on_writable(atb_conn *c, void *arg)
     nc->blocked = 0;
     if (nc->state == NCONN_UP) {
         node_stream_flush(nc->peer);
+        node_route_conn_writable(nc->node, nc);
     }
 }
 
@@ -650,6 +693,7 @@ conn_on_close(atb_conn *c, int reason, void *arg)
     atb_loop_cancel(node->loop, &nc->close_defer);
     node->stats.connections_closed++;
     if (nc->peer != NULL) {
+        node_route_conn_gone(node, nc);
         node_peer_detach(nc, err);
     } else if (node->cbs.on_connect_error != NULL && !node->freeing &&
                !node->closed) {

@@ -12,6 +12,9 @@
  *                  (node_stream.c)
  *   node_target    a URL the application asked to keep connected, with
  *                  its redial backoff (node.c)
+ *   node_route     the route registry fed by registers and discovery, next
+ *                  hop, forwarding as a relay, route notices
+ *                  (node_route.c)
  *
  * Ownership: the node owns everything. A node_conn lives from dial or
  * accept until its transport's on_close; a node_peer from its first
@@ -27,6 +30,7 @@
 #include <stdint.h>
 
 #include "loop/loop.h"
+#include "route/next_hop.h"
 #include "stream/engine.h"
 #include "transport/transport.h"
 #include "wire/message.h"
@@ -37,6 +41,9 @@
 
 /* The internal stream of register and close messages. */
 #define ATB_NODE_CONTROL_STREAM ((int64_t)-1)
+/* Route notices (ROUTER_NOT_FOUND, TTL_EXPIRED) from relays to a source:
+ * one-shot, end to end, not a stream of the engine. */
+#define ATB_NODE_ROUTE_STREAM ((int64_t)-2)
 
 typedef struct node_conn node_conn;
 typedef struct node_peer node_peer;
@@ -93,6 +100,9 @@ struct node_peer {
     size_t stripe;            /* the connection whose turn it is */
     int want_writable;        /* a send was refused: tell the application */
     uint64_t linger_until_us; /* no connections: free at this time, or 0 */
+    /* Without connections of its own: the connection towards the next
+     * hop that carries its traffic, or NULL until one is chosen. */
+    node_conn *via;
 };
 
 struct node_target {
@@ -120,6 +130,8 @@ struct atbus_node {
     char *namespace_name;
     char *type;
     char *listen[ATBUS_NODE_MAX_LISTEN];
+    char *upstreams[ATBUS_ROUTE_MAX_UPSTREAMS];
+    atb_route_registry routes;
     atb_transport_config tcfg;
     atbus_node_callbacks cbs;
     void *cb_arg;
@@ -156,6 +168,13 @@ void node_conn_end(node_conn *nc, int err, int reason_code,
 
 /* node_conn_cbs is the transport callback table of node connections. */
 extern const atb_conn_cbs node_conn_cbs;
+
+/* node_conn_send_command sends one COMMAND fragment (a close reason,
+ * optional text data) on stream_id with flags, to destination (NULL: the
+ * connection's peer). Returns the codes of atb_conn_send. */
+int node_conn_send_command(node_conn *nc, const char *destination,
+                           int64_t stream_id, int32_t flags, int code,
+                           const char *message, const char *data);
 
 /* node_conn_rank maps a scheme to its channel preference. */
 int node_conn_rank(enum atb_url_scheme scheme);
@@ -210,6 +229,48 @@ void node_peers_report_undelivered(atbus_node *node, int err);
 /* node_peers_free frees the peer table (no callbacks). */
 void node_peers_free(atbus_node *node);
 
+/* node_peer_remote returns the peer `name` as reached through relays:
+ * the known one, or a new one without connections that waits
+ * pending_ms for a route. incarnation (0: unknown) is the source's as
+ * its frames say; a different one means a restart: its streams start
+ * afresh. NULL when out of memory. */
+node_peer *node_peer_remote(atbus_node *node, const char *name,
+                            uint64_t incarnation);
+
+/* ---- node_route.c ---- */
+
+/* node_route_init enters the node's own upstreams in its registry. */
+int node_route_init(atbus_node *node);
+
+/* node_route_peer_up / _down follow a peer's connections: its reported
+ * upstreams (from its register) and whether it is reachable. */
+void node_route_peer_up(atbus_node *node, const atb_pb_register *reg);
+void node_route_peer_down(atbus_node *node, const char *name);
+
+/* node_route_peer_gone forgets a peer that shut down: its route (unless
+ * another node still names it as upstream) and the targets' memory of
+ * it, so sends to it fail instead of waiting. */
+void node_route_peer_gone(atbus_node *node, const char *name);
+
+/* node_route_conn returns the connection a frame for dst leaves on now:
+ * the best one of a connected peer, else the next hop's; NULL when there
+ * is none yet. *hop (optional) says why. */
+node_conn *node_route_conn(atbus_node *node, const char *dst,
+                           atbus_next_hop *hop);
+
+/* node_route_forward passes on a frame that came in on nc for another
+ * node, or answers its source with a route notice. */
+void node_route_forward(node_conn *nc, const atb_pb_frame *msg);
+
+/* node_route_on_notice handles a route notice addressed to this node. */
+void node_route_on_notice(node_conn *nc, const atb_pb_frame *msg);
+
+/* node_route_conn_gone forgets nc as the way to any peer. */
+void node_route_conn_gone(atbus_node *node, node_conn *nc);
+
+/* node_route_conn_writable flushes the peers relayed over nc. */
+void node_route_conn_writable(atbus_node *node, node_conn *nc);
+
 /* ---- node_stream.c ---- */
 
 /* node_stream_open gives p its stream engine. Returns ATBUS_OK or
@@ -228,9 +289,15 @@ void node_stream_path_remove(node_peer *p, node_conn *nc);
 void node_stream_flush(node_peer *p);
 void node_stream_schedule(node_peer *p);
 
-/* node_stream_on_packet / _on_ack feed a frame received on nc. */
-void node_stream_on_packet(node_conn *nc, const atb_pb_frame *msg);
-void node_stream_on_ack(node_conn *nc, const atb_pb_ack *ack);
+/* node_stream_on_packet / _on_ack feed a frame received on nc to p's
+ * streams (p is nc's peer, or the source of a relayed frame). */
+void node_stream_on_packet(node_peer *p, node_conn *nc,
+                           const atb_pb_frame *msg);
+void node_stream_on_ack(node_peer *p, node_conn *nc, const atb_pb_ack *ack);
+
+/* node_stream_relayed_path makes nc a path of p's streams for traffic
+ * that crosses relays. Returns ATBUS_OK or ATBUS_ENOMEM. */
+int node_stream_relayed_path(node_peer *p, node_conn *nc);
 
 /* node_stream_linger keeps a peer without connections until
  * peer_linger_ms passes: both sides keep their streams that long, so a

@@ -125,6 +125,46 @@ peer_must_reset(const atbus_node *node, const node_peer *p,
                                 reg->peer_incarnation != node->incarnation);
 }
 
+node_peer *
+node_peer_remote(atbus_node *node, const char *name, uint64_t incarnation)
+{
+    node_peer *p = node_peer_find(node, name);
+    if (p != NULL) {
+        if (incarnation != 0 && p->conns == NULL) {
+            if (p->incarnation != 0 && p->incarnation != incarnation) {
+                /* The source restarted: its old streams are gone. */
+                atb_sengine_peer_reset(p->eng);
+            }
+            p->incarnation = incarnation;
+        }
+        return p;
+    }
+    if (peers_grow(node) != ATBUS_OK) {
+        return NULL;
+    }
+    p = atb_calloc(1, sizeof(*p));
+    if (p == NULL) {
+        return NULL;
+    }
+    p->name = atb_strdup(name);
+    p->hostname = atb_strdup("");
+    p->namespace_name = atb_strdup("");
+    p->type = atb_strdup("node");
+    p->incarnation = incarnation;
+    if (p->name == NULL || p->hostname == NULL || p->namespace_name == NULL ||
+        p->type == NULL || node_stream_open(node, p) != ATBUS_OK) {
+        node_peer_free(p);
+        return NULL;
+    }
+    size_t s = slot_of(node, p->name);
+    p->hash_next = node->peers[s];
+    node->peers[s] = p;
+    node->npeers++;
+    /* It waits for a route at most this long. */
+    node_stream_linger(p);
+    return p;
+}
+
 uint64_t
 node_peer_incarnation_for(const atbus_node *node, const node_conn *nc,
                           const char *name)
@@ -194,6 +234,8 @@ node_peer_attach(atbus_node *node, node_conn *nc, const atb_pb_register *reg)
         return ATBUS_ENOMEM;
     }
     insert_conn(p, nc);
+    p->via = NULL; /* its own connections carry it now */
+    node_route_peer_up(node, reg);
     if (nc->target != NULL && (nc->target->last_peer == NULL ||
                                strcmp(nc->target->last_peer, p->name) != 0)) {
         char *name = atb_strdup(p->name);
@@ -227,10 +269,29 @@ node_peer_detach(node_conn *nc, int err)
     if (p->conns != NULL) {
         return;
     }
+    node_route_peer_down(node, p->name);
     if (node->cbs.on_peer_down != NULL && !node->freeing) {
         node->cbs.on_peer_down(node, p->name, err, node->cb_arg);
     }
-    /* The peer's streams wait for it to come back. */
+    if (err == ATBUS_ECLOSED) {
+        /* It shut down (or this node closed it): nobody comes back for
+         * its streams. */
+        uint64_t messages;
+        uint64_t units;
+        atb_sengine_unacked(p->eng, &messages, &units);
+        node_peer_unlink(node, p);
+        node_route_peer_gone(node, p->name);
+        if (messages != 0 && !node->closed) {
+            node->stats.messages_undelivered += messages;
+            if (node->cbs.on_undelivered != NULL && !node->freeing) {
+                node->cbs.on_undelivered(node, p->name, messages, err,
+                                         node->cb_arg);
+            }
+        }
+        node_peer_free(p);
+        return;
+    }
+    /* Lost rather than closed: its streams wait for it to come back. */
     node_stream_linger(p);
 }
 

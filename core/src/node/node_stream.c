@@ -13,6 +13,12 @@
  * When the connections are idle a send is flushed at once; when one is
  * busy (bytes still queued in the transport) the flush waits for the end
  * of the loop turn, so the messages sent meanwhile share packets.
+ *
+ * A peer without connections of its own is reached through the next hop
+ * (node_route.c): the connection towards it becomes a path of the peer's
+ * streams, marked lossy since a relay drops what it cannot pass on, and
+ * frames carry this node's incarnation. A new next hop after a failover
+ * is just another path; what the old one did not deliver is resent.
  */
 #include "node/node_internal.h"
 
@@ -22,11 +28,13 @@
 #include <sys/socket.h>
 
 #include "common/alloc.h"
+#include "common/name.h"
 #include "stream/codec.h"
 
-/* Frame bytes around the fragments of a data packet: header, names,
- * packet fields, hash (a generous bound for two 253-byte names). */
-#define PACKET_OVERHEAD 640
+/* Payload of a packet that crosses relays: bounded, since a relay may
+ * drop it and the source then sends it whole again; the relays' head
+ * fields (forward_for, hop count) fit in the rest of the frame. */
+#define RELAYED_PAYLOAD (64u * 1024u)
 
 static void
 stream_on_message(int64_t stream_id, const uint8_t *data, size_t len, void *arg)
@@ -175,10 +183,12 @@ stream_arm(node_peer *p)
     }
 }
 
-/* stream_write_one sends one planned frame on nc. Returns 1 when a frame
- * went out, 0 when nc has nothing or cannot take more. */
+/* stream_write_one sends one planned frame of p on nc (incarnation: 0
+ * for a neighbour, ours for frames that cross relays). Returns 1 when a
+ * frame went out, 0 when nc has nothing or cannot take more. */
 static int
-stream_write_one(node_peer *p, node_conn *nc, uint64_t now)
+stream_write_one(node_peer *p, node_conn *nc, uint64_t now,
+                 uint64_t incarnation)
 {
     atbus_node *node = p->node;
     atb_sout out;
@@ -190,7 +200,8 @@ stream_write_one(node_peer *p, node_conn *nc, uint64_t now)
         out.packet.timepoint_us = (int64_t)now;
     }
     atb_frame_iov fi;
-    if (atb_scodec_encode(&out, node->name, p->name, &fi) != ATBUS_OK) {
+    if (atb_scodec_encode(&out, node->name, p->name, incarnation, &fi) !=
+        ATBUS_OK) {
         return 0;
     }
     int rc = atb_conn_send(nc->conn, fi.iov, fi.iovcnt);
@@ -210,6 +221,45 @@ stream_write_one(node_peer *p, node_conn *nc, uint64_t now)
     return 1;
 }
 
+int
+node_stream_relayed_path(node_peer *p, node_conn *nc)
+{
+    int rc = atb_sengine_path_add(p->eng, nc->path_id, RELAYED_PAYLOAD, 0);
+    if (rc != ATBUS_OK && rc != ATBUS_EEXIST) {
+        return rc;
+    }
+    if (p->conns == NULL && p->via == NULL) {
+        p->via = nc; /* answer the way it came */
+        p->linger_until_us = 0;
+    }
+    return ATBUS_OK;
+}
+
+/* stream_flush_relayed sends p's frames towards its next hop, choosing
+ * one when there is none; without a route p waits (peer_linger_ms) and
+ * is then given up. */
+static void
+stream_flush_relayed(node_peer *p, uint64_t now)
+{
+    atbus_node *node = p->node;
+    if (p->via == NULL || p->via->state != NCONN_UP) {
+        p->via = NULL;
+        node_conn *nc = node_route_conn(node, p->name, NULL);
+        if (nc != NULL && node_stream_relayed_path(p, nc) == ATBUS_OK) {
+            p->via = nc;
+        }
+    }
+    if (p->via == NULL) {
+        if (p->linger_until_us == 0) {
+            node_stream_linger(p);
+        }
+        return;
+    }
+    p->linger_until_us = 0;
+    while (stream_write_one(p, p->via, now, node->incarnation)) {
+    }
+}
+
 void
 node_stream_flush(node_peer *p)
 {
@@ -218,6 +268,11 @@ node_stream_flush(node_peer *p)
     }
     atbus_node *node = p->node;
     uint64_t now = atb_loop_now_us(node->loop);
+    if (p->conns == NULL) {
+        stream_flush_relayed(p, now);
+        stream_arm(p);
+        return;
+    }
     /* Frames go round the connections of the best rank, one each, so a
      * stream spreads over all of them; the turn carries over between
      * flushes, or every single-packet flush would use the first. */
@@ -230,7 +285,7 @@ node_stream_flush(node_peer *p)
     }
     size_t idle = 0;
     while (n > 0 && idle < n) {
-        if (stream_write_one(p, best[p->stripe++ % n], now)) {
+        if (stream_write_one(p, best[p->stripe++ % n], now, 0)) {
             idle = 0;
         } else {
             idle++;
@@ -281,9 +336,8 @@ stream_input_error(node_conn *nc, int rc, const char *what)
 }
 
 void
-node_stream_on_packet(node_conn *nc, const atb_pb_frame *msg)
+node_stream_on_packet(node_peer *p, node_conn *nc, const atb_pb_frame *msg)
 {
-    node_peer *p = nc->peer;
     atb_pb_content *content;
     atb_sfrag frags[ATB_PACKET_MAX_FRAGS];
     atb_spacket pkt;
@@ -303,9 +357,8 @@ node_stream_on_packet(node_conn *nc, const atb_pb_frame *msg)
 }
 
 void
-node_stream_on_ack(node_conn *nc, const atb_pb_ack *ack)
+node_stream_on_ack(node_peer *p, node_conn *nc, const atb_pb_ack *ack)
 {
-    node_peer *p = nc->peer;
     atb_sack acks[ATB_PACKET_MAX_FRAGS];
     size_t n;
     int rc = atb_scodec_ack(ack, acks, &n);
@@ -323,15 +376,32 @@ node_stream_on_ack(node_conn *nc, const atb_pb_ack *ack)
 
 /* ---- the application's side ---- */
 
+/* stream_peer finds the peer a send goes to: a known one (connected, or
+ * waiting for its connection or route to come back), or a new one
+ * reached through the next hop. */
 static node_peer *
 stream_peer(atbus_node *node, const char *peer, int *rc)
 {
     node_peer *p = node_peer_find(node, peer);
-    if (p == NULL || p->conns == NULL) {
-        *rc = ATBUS_ENOTCONN;
+    if (p != NULL) {
+        *rc = ATBUS_OK;
+        return p;
+    }
+    if (atb_name_check(peer, NULL) != ATBUS_OK) {
+        *rc = ATBUS_EINVAL;
         return NULL;
     }
-    *rc = ATBUS_OK;
+    atbus_next_hop hop;
+    if (node_route_conn(node, peer, &hop) == NULL &&
+        hop.state != ATBUS_HOP_CONNECTING) {
+        /* Distinct answers: a name the routes know but cannot reach,
+         * and a name nothing here knows. */
+        *rc = atb_route_find(&node->routes, peer) != NULL ? ATBUS_ENOROUTE
+                                                          : ATBUS_ENOTCONN;
+        return NULL;
+    }
+    p = node_peer_remote(node, peer, 0);
+    *rc = p != NULL ? ATBUS_OK : ATBUS_ENOMEM;
     return p;
 }
 
@@ -367,7 +437,9 @@ atbus_node_send(atbus_node *node, const char *peer, int64_t stream_id,
     node->stats.bytes_out += len;
     /* Idle: out now. Busy: later in this turn, together with whatever
      * else is sent meanwhile. */
-    if (p->flush_pending || atb_conn_queued(p->conns->conn) != 0) {
+    node_conn *first = p->conns != NULL ? p->conns : p->via;
+    if (p->flush_pending ||
+        (first != NULL && atb_conn_queued(first->conn) != 0)) {
         node_stream_schedule(p);
     } else {
         node_stream_flush(p);

@@ -4,7 +4,8 @@
 
 int
 atb_scodec_encode(const atb_sout *o, const char *source,
-                  const char *destination, atb_frame_iov *out)
+                  const char *destination, uint64_t source_incarnation,
+                  atb_frame_iov *out)
 {
     if (o->kind == ATB_SOUT_ACK) {
         atb_ack_entry acks[ATB_SACK_MAX];
@@ -14,9 +15,9 @@ atb_scodec_encode(const atb_sout *o, const char *source,
             acks[i].received_max_offset = o->acks[i].received_max;
         }
         size_t len;
-        int rc = atb_ack_frame(source, destination, acks, o->nacks,
-                               o->echo_timepoint_us, o->ack_delay_us, out->ack,
-                               sizeof(out->ack), &len);
+        int rc = atb_ack_frame(source, destination, source_incarnation, acks,
+                               o->nacks, o->echo_timepoint_us, o->ack_delay_us,
+                               out->ack, sizeof(out->ack), &len);
         if (rc != ATBUS_OK) {
             return rc;
         }
@@ -29,6 +30,7 @@ atb_scodec_encode(const atb_sout *o, const char *source,
     atb_packet_desc d = {
         .source = source,
         .destination = destination,
+        .source_incarnation = source_incarnation,
         .stream_id = o->packet.stream_id,
         .stream_offset = o->packet.offset,
         .flags = o->packet.flags,

@@ -13,11 +13,13 @@
 /*
  * atb_scodec_encode builds the frame for a planned packet or ack from
  * source to destination in *out (the packet's fragments are referenced,
- * valid as long as the plan is). Returns ATBUS_OK or ATBUS_EINVAL (a
- * name longer than 253 bytes).
+ * valid as long as the plan is); source_incarnation goes in the head
+ * when not 0 (frames that cross relays). Returns ATBUS_OK or
+ * ATBUS_EINVAL (a name longer than 253 bytes).
  */
 int atb_scodec_encode(const atb_sout *o, const char *source,
-                      const char *destination, atb_frame_iov *out);
+                      const char *destination, uint64_t source_incarnation,
+                      atb_frame_iov *out);
 
 /*
  * atb_scodec_packet describes a received packet_data for the engine:

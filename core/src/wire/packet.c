@@ -32,6 +32,7 @@
 #define SACK_MAX TAG(3, 0)
 #define HEAD_SOURCE TAG(1, 2)
 #define HEAD_DESTINATION TAG(2, 2)
+#define HEAD_INCARNATION TAG(6, 0)
 #define PACKET_STREAM_ID TAG(1, 0)
 #define PACKET_OFFSET TAG(2, 0)
 #define PACKET_CONTENT TAG(3, 2)
@@ -91,21 +92,24 @@ put_field_str(uint8_t *p, uint8_t tag, const char *s, size_t n)
     return p;
 }
 
-/* frame_head_size returns the size of a message_head with two names. */
+/* frame_head_size returns the size of a message_head with two names and
+ * an incarnation (0: omitted). */
 static size_t
-frame_head_size(size_t src_len, size_t dst_len)
+frame_head_size(size_t src_len, size_t dst_len, uint64_t incarnation)
 {
-    return field_str_size(src_len) + field_str_size(dst_len);
+    return field_str_size(src_len) + field_str_size(dst_len) +
+           field_int_size((int64_t)incarnation);
 }
 
 static uint8_t *
 put_frame_head(uint8_t *p, const char *src, size_t src_len, const char *dst,
-               size_t dst_len, size_t head)
+               size_t dst_len, uint64_t incarnation, size_t head)
 {
     *p++ = FRAME_HEAD;
     p = put_varint(p, head);
     p = put_field_str(p, HEAD_SOURCE, src, src_len);
-    return put_field_str(p, HEAD_DESTINATION, dst, dst_len);
+    p = put_field_str(p, HEAD_DESTINATION, dst, dst_len);
+    return put_field_int(p, HEAD_INCARNATION, (int64_t)incarnation);
 }
 
 static size_t
@@ -131,13 +135,14 @@ packet_write_prefix(const atb_packet_desc *d, size_t content, uint8_t *out,
                     field_int_size(d->stream_offset) +
                     field_int_size(d->flags) + field_int_size(d->timepoint_us) +
                     (content != 0 ? 1 + atb_varint_size(content) + content : 0);
-    size_t head = frame_head_size(src_len, dst_len);
+    size_t head = frame_head_size(src_len, dst_len, d->source_incarnation);
     size_t message =
         1 + atb_varint_size(head) + head + 1 + atb_varint_size(packet) + packet;
 
     uint8_t *p = out;
     p += atb_frame_write_header(ATBUS_PROTOCOL_VERSION, message, p);
-    p = put_frame_head(p, d->source, src_len, d->destination, dst_len, head);
+    p = put_frame_head(p, d->source, src_len, d->destination, dst_len,
+                       d->source_incarnation, head);
     *p++ = FRAME_PACKET;
     p = put_varint(p, packet);
     p = put_field_int(p, PACKET_STREAM_ID, d->stream_id);
@@ -229,8 +234,9 @@ atb_packet_frame(const atb_packet_desc *d, const atb_packet_frag *frags,
 
 int
 atb_ack_frame(const char *source, const char *destination,
-              const atb_ack_entry *acks, size_t n, int64_t timepoint_us,
-              int64_t ack_delay_us, uint8_t *out, size_t cap, size_t *len)
+              uint64_t source_incarnation, const atb_ack_entry *acks, size_t n,
+              int64_t timepoint_us, int64_t ack_delay_us, uint8_t *out,
+              size_t cap, size_t *len)
 {
     size_t src_len = source != NULL ? strlen(source) : 0;
     size_t dst_len = destination != NULL ? strlen(destination) : 0;
@@ -244,7 +250,7 @@ atb_ack_frame(const char *source, const char *destination,
                    field_int_size(acks[i].received_max_offset);
         ack += 1 + atb_varint_size(e) + e;
     }
-    size_t head = frame_head_size(src_len, dst_len);
+    size_t head = frame_head_size(src_len, dst_len, source_incarnation);
     size_t message =
         1 + atb_varint_size(head) + head + 1 + atb_varint_size(ack) + ack;
     if (ATB_FRAME_HEADER_MAX + message + 4 > cap) {
@@ -252,7 +258,8 @@ atb_ack_frame(const char *source, const char *destination,
     }
     uint8_t *p = out;
     p += atb_frame_write_header(ATBUS_PROTOCOL_VERSION, message, p);
-    p = put_frame_head(p, source, src_len, destination, dst_len, head);
+    p = put_frame_head(p, source, src_len, destination, dst_len,
+                       source_incarnation, head);
     *p++ = FRAME_ACK;
     p = put_varint(p, ack);
     for (size_t i = 0; i < n; i++) {

@@ -23,8 +23,9 @@
 #define ATB_PACKET_PREFIX_MAX 640
 
 typedef struct atb_packet_desc {
-    const char *source;      /* message_head.source; NULL or "" omits it */
-    const char *destination; /* message_head.destination */
+    const char *source;          /* message_head.source; NULL or "" omits it */
+    const char *destination;     /* message_head.destination */
+    uint64_t source_incarnation; /* message_head.source_incarnation, 0: none */
     int64_t stream_id;
     int64_t stream_offset; /* >= 0 */
     int32_t flags;         /* packet_data.flags */
@@ -82,13 +83,15 @@ typedef struct atb_ack_entry {
 
 /*
  * atb_ack_frame writes a whole acknowledge frame (n stream entries, the
- * echoed timepoint and the ack delay) into out (cap bytes) and stores its
+ * echoed timepoint and the ack delay; source_incarnation 0 is omitted)
+ * into out (cap bytes) and stores its
  * size in *len. Returns ATBUS_OK, ATBUS_EINVAL (a name longer than 253
  * bytes) or ATBUS_ENOBUFS.
  */
 int atb_ack_frame(const char *source, const char *destination,
-                  const atb_ack_entry *acks, size_t n, int64_t timepoint_us,
-                  int64_t ack_delay_us, uint8_t *out, size_t cap, size_t *len);
+                  uint64_t source_incarnation, const atb_ack_entry *acks,
+                  size_t n, int64_t timepoint_us, int64_t ack_delay_us,
+                  uint8_t *out, size_t cap, size_t *len);
 
 /* atb_frame_hash_iov returns the frame hash of the concatenated iov
  * buffers, equal to atb_frame_hash over the same bytes in one piece. */
