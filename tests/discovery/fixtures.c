@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "testing.h"
 
@@ -76,6 +77,41 @@ disc_sample_group(atbus_record *rec)
     ok(atbus_record_list_add(&rec->node_list, "app-2.ns2"));
     ok(atbus_record_list_add(&rec->node_list, "app-3.ns1"));
     ck_assert_int_eq(atbus_record_validate(rec, NULL), ATBUS_OK);
+}
+
+static void
+disc_log_error(atbus_registry *reg, const atbus_record_error *err, void *arg)
+{
+    (void)reg;
+    disc_log *l = arg;
+    if (l->count < DISC_LOG_MAX) {
+        l->e[l->count] = *err;
+    }
+    l->count++;
+}
+
+static void
+disc_log_change(atbus_registry *reg, enum atbus_registry_event ev,
+                const atbus_record *rec, void *arg)
+{
+    (void)reg;
+    disc_log *l = arg;
+    l->changes++;
+    l->deletes += ev == ATBUS_REGISTRY_DELETE;
+    snprintf(l->last, sizeof(l->last), "%s:%s",
+             atbus_record_type_name(rec->type), rec->name);
+}
+
+atbus_registry *
+disc_log_registry(disc_log *l)
+{
+    memset(l, 0, sizeof(*l));
+    atbus_registry *reg = NULL;
+    ok(atbus_registry_new(&reg));
+    atbus_registry_callbacks cbs = {.on_change = disc_log_change,
+                                    .on_load_error = disc_log_error};
+    ok(atbus_registry_set_callbacks(reg, &cbs, l));
+    return reg;
 }
 
 const char *

@@ -185,7 +185,7 @@ START_TEST(test_invalid_refused)
                      ATBUS_EINVAL);
     const atbus_record *got = NULL;
     ck_assert_int_eq(
-        atbus_registry_get(reg, (enum atbus_registry_table)3, "x", &got),
+        atbus_registry_get(reg, (enum atbus_registry_table)4, "x", &got),
         ATBUS_EINVAL);
     ck_assert_int_eq(atbus_registry_get(reg, ATBUS_REGISTRY_NODES, NULL, &got),
                      ATBUS_EINVAL);

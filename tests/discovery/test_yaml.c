@@ -21,49 +21,6 @@ ok(int rc)
     ck_assert_int_eq(rc, ATBUS_OK);
 }
 
-#define MAX_ERRORS 16
-
-/* What the load reported. */
-struct errors {
-    size_t count;
-    atbus_record_error e[MAX_ERRORS];
-    int changes;
-};
-
-static void
-on_load_error(atbus_registry *reg, const atbus_record_error *err, void *arg)
-{
-    (void)reg;
-    struct errors *l = arg;
-    if (l->count < MAX_ERRORS) {
-        l->e[l->count] = *err;
-    }
-    l->count++;
-}
-
-static void
-on_change(atbus_registry *reg, enum atbus_registry_event ev,
-          const atbus_record *rec, void *arg)
-{
-    (void)reg;
-    (void)ev;
-    (void)rec;
-    struct errors *l = arg;
-    l->changes++;
-}
-
-static atbus_registry *
-registry(struct errors *l)
-{
-    atbus_registry *reg = NULL;
-    ok(atbus_registry_new(&reg));
-    memset(l, 0, sizeof(*l));
-    atbus_registry_callbacks cbs = {.on_change = on_change,
-                                    .on_load_error = on_load_error};
-    ok(atbus_registry_set_callbacks(reg, &cbs, l));
-    return reg;
-}
-
 static int
 load_str(atbus_registry *reg, const char *text, atbus_load_result *res)
 {
@@ -92,16 +49,17 @@ expect(const atbus_record_error *e, int code, const char *path, size_t line)
 
 START_TEST(test_topologies_load)
 {
-    struct errors l;
-    atbus_registry *reg = registry(&l);
+    disc_log l;
+    atbus_registry *reg = disc_log_registry(&l);
     atbus_load_result res;
     ok(atbus_registry_load_yaml(reg, disc_data("cross_namespace.yaml"), &res));
-    ck_assert_uint_eq(res.loaded, 6);
+    ck_assert_uint_eq(res.loaded, 9);
     ck_assert_uint_eq(res.skipped, 0);
     ck_assert_int_eq(res.first.code, 0);
     ck_assert_uint_eq(nodes(reg), 5);
     ck_assert_uint_eq(atbus_registry_count(reg, ATBUS_REGISTRY_GROUPS), 1);
-    ck_assert_int_eq(l.changes, 6);
+    ck_assert_uint_eq(atbus_registry_count(reg, ATBUS_REGISTRY_ROUTES), 3);
+    ck_assert_int_eq(l.changes, 9);
     ck_assert_uint_eq(l.count, 0);
 
     /* The block-style relay reads exactly like a flow-style one. */
@@ -116,8 +74,8 @@ START_TEST(test_topologies_load)
 
     /* Loading the same file again changes nothing. */
     ok(atbus_registry_load_yaml(reg, disc_data("cross_namespace.yaml"), &res));
-    ck_assert_uint_eq(res.loaded, 6);
-    ck_assert_int_eq(l.changes, 6);
+    ck_assert_uint_eq(res.loaded, 9);
+    ck_assert_int_eq(l.changes, 9);
 
     ok(atbus_registry_load_yaml(reg, disc_data("cross_region.yaml"), NULL));
     ck_assert_uint_eq(nodes(reg), 6);
@@ -150,8 +108,8 @@ START_TEST(test_flow_block_and_json_agree)
     atbus_record first;
     atbus_record_init(&first);
     for (int i = 0; i < 3; i++) {
-        struct errors l;
-        atbus_registry *reg = registry(&l);
+        disc_log l;
+        atbus_registry *reg = disc_log_registry(&l);
         ok(load_str(reg, texts[i], NULL));
         const atbus_record *a = NULL;
         ok(atbus_registry_get(reg, ATBUS_REGISTRY_NODES, "a", &a));
@@ -169,8 +127,8 @@ END_TEST
 
 START_TEST(test_one_bad_record_loads_the_rest)
 {
-    struct errors l;
-    atbus_registry *reg = registry(&l);
+    disc_log l;
+    atbus_registry *reg = disc_log_registry(&l);
     atbus_load_result res;
     ck_assert_int_eq(
         atbus_registry_load_yaml(reg, disc_data("one_bad.yaml"), &res),
@@ -194,8 +152,8 @@ END_TEST
 
 START_TEST(test_every_error_reported_in_order)
 {
-    struct errors l;
-    atbus_registry *reg = registry(&l);
+    disc_log l;
+    atbus_registry *reg = disc_log_registry(&l);
     atbus_load_result res;
     ck_assert_int_eq(atbus_registry_load_yaml(reg, disc_data("bad.yaml"), &res),
                      ATBUS_ERECORD);
@@ -218,8 +176,8 @@ END_TEST
 
 START_TEST(test_syntax_errors_load_nothing)
 {
-    struct errors l;
-    atbus_registry *reg = registry(&l);
+    disc_log l;
+    atbus_registry *reg = disc_log_registry(&l);
     atbus_load_result res;
     const char *text = "nodes:\n"
                        "  - name: a\n"
@@ -264,8 +222,8 @@ END_TEST
 
 START_TEST(test_structure_errors)
 {
-    struct errors l;
-    atbus_registry *reg = registry(&l);
+    disc_log l;
+    atbus_registry *reg = disc_log_registry(&l);
     atbus_load_result res;
     ck_assert_int_eq(load_str(reg, "- name: a\n", &res), ATBUS_ERECORD);
     ck_assert_str_eq(res.first.path, "");
@@ -296,8 +254,8 @@ END_TEST
 
 START_TEST(test_scalars_and_aliases)
 {
-    struct errors l;
-    atbus_registry *reg = registry(&l);
+    disc_log l;
+    atbus_registry *reg = disc_log_registry(&l);
     atbus_load_result res;
     const char *text =
         "common: &gw\n"
@@ -368,8 +326,8 @@ END_TEST
 
 START_TEST(test_versions_against_the_registry)
 {
-    struct errors l;
-    atbus_registry *reg = registry(&l);
+    disc_log l;
+    atbus_registry *reg = disc_log_registry(&l);
     atbus_record rec;
     disc_node(&rec, "a", "ns1", "app");
     rec.version = 5;
@@ -395,8 +353,8 @@ END_TEST
 
 START_TEST(test_file_errors)
 {
-    struct errors l;
-    atbus_registry *reg = registry(&l);
+    disc_log l;
+    atbus_registry *reg = disc_log_registry(&l);
     atbus_load_result res;
     ck_assert_int_eq(
         atbus_registry_load_yaml(reg, disc_data("missing.yaml"), &res),
@@ -447,8 +405,8 @@ START_TEST(test_alloc_sweep_load)
 {
     size_t len = 0;
     char *text = disc_read_file(disc_data("cross_region.yaml"), &len);
-    struct errors l;
-    atbus_registry *reg = registry(&l);
+    disc_log l;
+    atbus_registry *reg = disc_log_registry(&l);
     long live = atb_alloc_live();
     unsigned long n;
     for (n = 1;; n++) {
@@ -459,7 +417,7 @@ START_TEST(test_alloc_sweep_load)
         atb_alloc_fail_nth(0);
         if (!fired) {
             ok(rc);
-            ck_assert_uint_eq(res.loaded, 6);
+            ck_assert_uint_eq(res.loaded, 11);
             break;
         }
         ck_assert_int_eq(rc, ATBUS_ENOMEM);
@@ -471,7 +429,7 @@ START_TEST(test_alloc_sweep_load)
     }
     ck_assert_uint_gt(n, 50);
     ck_assert_uint_eq(nodes(reg), 5);
-    ck_assert_int_eq(l.changes, 6);
+    ck_assert_int_eq(l.changes, 11);
     atbus_registry_free(reg);
     free(text);
 }

@@ -72,6 +72,21 @@ atb_test_etcd_root_create(void)
     return 0;
 }
 
+int
+atb_test_etcd_suite_prepare(void)
+{
+    if (!atb_test_etcd_available()) {
+        printf("SKIP: etcd or etcdctl not found in PATH (Debian packages "
+               "etcd-server and etcd-client)\n");
+        return 77;
+    }
+    if (atb_test_etcd_root_create() != 0) {
+        printf("cannot create a directory for etcd data\n");
+        return EXIT_FAILURE;
+    }
+    return 0;
+}
+
 static int
 server_rm_entry(const char *path, const struct stat *st, int flag,
                 struct FTW *ftw)

@@ -42,6 +42,14 @@ int atb_test_etcd_available(void);
  * ETCDCTL_API=3. Returns 0 or -1. */
 int atb_test_etcd_root_create(void);
 
+/*
+ * atb_test_etcd_suite_prepare is how an etcd suite's main starts: it
+ * returns 77 (the ctest skip code, after saying why) when etcd or
+ * etcdctl is missing, EXIT_FAILURE when the root cannot be made, and 0
+ * after atb_test_etcd_root_create.
+ */
+int atb_test_etcd_suite_prepare(void);
+
 /* atb_test_etcd_root_remove deletes the root and everything in it. */
 void atb_test_etcd_root_remove(void);
 

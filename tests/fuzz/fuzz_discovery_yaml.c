@@ -1,14 +1,17 @@
 /*
  * libFuzzer target for the YAML loader: atbus_registry_load_yaml_string
- * (libyaml, the document tree, the decoder, validation, the registry).
+ * (libyaml, the document tree, the decoder, validation, the registry),
+ * and the route feed over the route records it loaded.
  *
  * The input is a records file. Loaded into an empty registry, every
  * record is either stored or reported: what is stored encodes and copies
  * into another registry, the counts agree with the registry and the
- * callbacks, and the first error is the first one reported. Loading the
- * same text again changes nothing. A third load, into a fresh registry
- * with one allocation failing, must load nothing and say ATBUS_ENOMEM,
- * or end exactly as the first.
+ * callbacks, and the first error is the first one reported. The route
+ * records go into a route registry: each is applied or refused for a
+ * cycle, and refusals are counted. Loading the same text again changes
+ * nothing. A third load, into a fresh registry with one allocation
+ * failing, must load nothing and say ATBUS_ENOMEM, or end exactly as the
+ * first.
  */
 #include <atbus/atbus.h>
 
@@ -18,6 +21,8 @@
 #include <xxhash.h>
 
 #include "common/alloc.h"
+#include "discovery/disc.h"
+#include "discovery/route_feed.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -42,11 +47,8 @@ fuzz_on_change(atbus_registry *reg, enum atbus_registry_event ev,
     struct fuzz_seen *s = arg;
     fuzz_require(ev == ATBUS_REGISTRY_PUT);
     const atbus_record *stored = NULL;
-    fuzz_require(atbus_registry_get(reg,
-                                    rec->type == ATBUS_RECORD_GROUP
-                                        ? ATBUS_REGISTRY_GROUPS
-                                        : ATBUS_REGISTRY_NODES,
-                                    rec->name, &stored) == ATBUS_OK);
+    fuzz_require(atbus_registry_get(reg, atb_disc_table_of(rec), rec->name,
+                                    &stored) == ATBUS_OK);
     fuzz_require(stored == rec);
     s->changes++;
 }
@@ -89,11 +91,8 @@ fuzz_stored(const atbus_record *rec, void *arg)
     atbus_record_json_free(text);
     fuzz_require(atbus_registry_put(other, rec, NULL) == ATBUS_OK);
     const atbus_record *copy = NULL;
-    enum atbus_registry_table table = rec->type == ATBUS_RECORD_GROUP
-                                          ? ATBUS_REGISTRY_GROUPS
-                                          : ATBUS_REGISTRY_NODES;
-    fuzz_require(atbus_registry_get(other, table, rec->name, &copy) ==
-                 ATBUS_OK);
+    fuzz_require(atbus_registry_get(other, atb_disc_table_of(rec), rec->name,
+                                    &copy) == ATBUS_OK);
     fuzz_require(copy != rec && atbus_record_equal(copy, rec));
     return 0;
 }
@@ -102,7 +101,39 @@ static size_t
 fuzz_total(const atbus_registry *reg)
 {
     return atbus_registry_count(reg, ATBUS_REGISTRY_NODES) +
-           atbus_registry_count(reg, ATBUS_REGISTRY_GROUPS);
+           atbus_registry_count(reg, ATBUS_REGISTRY_GROUPS) +
+           atbus_registry_count(reg, ATBUS_REGISTRY_ROUTES);
+}
+
+static void
+fuzz_on_route_reject(const char *name, int err, const char *detail, void *arg)
+{
+    size_t *rejects = arg;
+    fuzz_require(name != NULL && detail != NULL);
+    fuzz_require(err == ATBUS_EROUTE_CYCLE);
+    (*rejects)++;
+}
+
+/* fuzz_routes feeds the loaded route records into a route registry:
+ * each is applied or refused for a cycle, and every refused one waits;
+ * every applied one answers relation queries. */
+static void
+fuzz_routes(const atbus_registry *reg)
+{
+    atbus_route_registry *routes = NULL;
+    atb_disc_route_feed *feed = NULL;
+    size_t rejects = 0;
+    fuzz_require(atbus_route_registry_new(&routes) == ATBUS_OK);
+    fuzz_require(atb_disc_route_feed_new(&feed, reg, routes,
+                                         fuzz_on_route_reject,
+                                         &rejects) == ATBUS_OK);
+    int rc = atb_disc_route_feed_load(feed);
+    size_t pending = atb_disc_route_feed_pending(feed);
+    fuzz_require(rc == (pending == 0 ? ATBUS_OK : ATBUS_EROUTE_CYCLE));
+    fuzz_require(pending <= rejects);
+    fuzz_require(rejects <= atbus_registry_count(reg, ATBUS_REGISTRY_ROUTES));
+    atb_disc_route_feed_free(feed);
+    atbus_route_registry_free(routes);
 }
 
 int
@@ -133,8 +164,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                         other) == ATBUS_OK);
     fuzz_require(atbus_registry_foreach(reg, ATBUS_REGISTRY_GROUPS, fuzz_stored,
                                         other) == ATBUS_OK);
+    fuzz_require(atbus_registry_foreach(reg, ATBUS_REGISTRY_ROUTES, fuzz_stored,
+                                        other) == ATBUS_OK);
     fuzz_require(fuzz_total(other) == res.loaded);
     atbus_registry_free(other);
+    fuzz_routes(reg);
 
     /* The same text again: the same answer, and nothing changes. */
     size_t changes = s.changes;

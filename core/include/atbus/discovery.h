@@ -1,10 +1,12 @@
 /*
- * atbus discovery: node and group records, matching, gateway and relay
- * selection, and the embedded registry.
+ * atbus discovery: node, group and route records, matching, gateway and
+ * relay selection, and the embedded registry.
  *
  * A record is what the mesh knows of a node (or a group of nodes): its
  * name, where it runs, its Kubernetes-style metadata, the gateways it can
- * be reached on and which relay it would like to hang under. Records are
+ * be reached on and which relay it would like to hang under. A route
+ * record is kept apart from it: the relays a node hangs under, primary
+ * first, which feed the route registry (atbus/route.h). Records are
  * plain C structures that applications fill and read directly; they
  * travel as JSON (etcd values) and load from YAML files into the embedded
  * registry, the default discovery that needs no external service.
@@ -52,12 +54,15 @@ extern "C" {
 #define ATBUS_RECORD_ADDRESS_MAX 255    /* bytes per address */
 #define ATBUS_RECORD_PRIORITY_MAX 65535 /* gateway priority */
 #define ATBUS_RECORD_NODE_LIST_MAX 4096 /* members per group */
+/* Upstreams per route record: ATBUS_ROUTE_MAX_UPSTREAMS of atbus/route.h. */
+#define ATBUS_RECORD_UPSTREAMS_MAX 16
 
 /* What a record describes. Zero is a node, so a zeroed record is one. */
 enum atbus_record_type {
     ATBUS_RECORD_NODE = 0,   /* a node: may dial */
     ATBUS_RECORD_CLIENT = 1, /* an untrusted client: never dials */
     ATBUS_RECORD_GROUP = 2,  /* a named set of nodes (multicast target) */
+    ATBUS_RECORD_ROUTE = 3,  /* the relays a node hangs under */
 };
 
 /* Channel schemes, for gateway selection. */
@@ -137,7 +142,8 @@ typedef struct atbus_relay_selector {
 
 /*
  * A discovery record. Groups use only name, version, custom_data and
- * node_list; nodes and clients everything but node_list.
+ * node_list; routes only name, version and upstreams; nodes and clients
+ * everything but node_list and upstreams.
  */
 typedef struct atbus_record {
     enum atbus_record_type type;
@@ -153,6 +159,9 @@ typedef struct atbus_record {
     atbus_relay_selector advertise_relay;
     /* Groups: member node names. */
     atbus_string_list node_list;
+    /* Routes: the relays the node called name hangs under, primary first,
+     * then backups; empty for a root (a relay with no upstream). */
+    atbus_string_list upstreams;
 } atbus_record;
 
 /* Sizes of the text fields of atbus_record_error. */
@@ -180,8 +189,8 @@ typedef struct atbus_record_error {
 
 /* ---- Records ---------------------------------------------------------- */
 
-/* atbus_record_type_name returns "node", "client" or "group" (the JSON
- * and YAML spelling), or "?" for another value. Never NULL. */
+/* atbus_record_type_name returns "node", "client", "group" or "route"
+ * (the JSON and YAML spelling), or "?" for another value. Never NULL. */
 ATBUS_API const char *atbus_record_type_name(enum atbus_record_type type);
 
 /* atbus_record_init makes *rec an empty node record that owns nothing. */
@@ -235,9 +244,11 @@ ATBUS_API int atbus_record_add_gateway(atbus_record *rec, int32_t priority,
 
 /*
  * atbus_record_validate checks every rule of docs/discovery.md: names,
- * label syntax, addresses, ranges, caps, and that a group carries no node
- * fields (and a node no node_list). Returns ATBUS_OK, ATBUS_ERECORD (err,
- * if not NULL, names the first broken field) or ATBUS_EINVAL (rec NULL).
+ * label syntax, addresses, ranges, caps, that a group or route carries no
+ * node fields (and a node no node_list or upstreams), and that a route's
+ * upstreams are names, each once, not the record's own. Returns ATBUS_OK,
+ * ATBUS_ERECORD (err, if not NULL, names the first broken field) or
+ * ATBUS_EINVAL (rec NULL).
  */
 ATBUS_API int atbus_record_validate(const atbus_record *rec,
                                     atbus_record_error *err);
@@ -303,7 +314,8 @@ typedef struct atbus_gateway_choice {
  * in address order. mem:// is usable only by the same process, shm:// and
  * unix:// only on the same host. Returns ATBUS_OK, ATBUS_ENOROUTE (no
  * usable gateway), ATBUS_EPERM (src is a client: clients never dial) or
- * ATBUS_EINVAL (NULL argument, a group record, an unknown scheme).
+ * ATBUS_EINVAL (NULL argument, a group or route record, an unknown
+ * scheme).
  */
 ATBUS_API int atbus_select_gateway(const atbus_record *src,
                                    const atbus_record *dst,
@@ -342,11 +354,13 @@ ATBUS_API int atbus_select_relay(const atbus_record *node,
 
 typedef struct atbus_registry atbus_registry;
 
-/* The two tables of a registry: node names (nodes and clients) and group
- * names are separate, as in etcd. */
+/* The tables of a registry: node names (nodes and clients), group names
+ * and route names are separate, as in etcd (<prefix>/nodes/<name>,
+ * /groups/<name>, /routes/<name>). */
 enum atbus_registry_table {
     ATBUS_REGISTRY_NODES = 1,
     ATBUS_REGISTRY_GROUPS = 2,
+    ATBUS_REGISTRY_ROUTES = 3,
 };
 
 enum atbus_registry_event {
@@ -394,7 +408,8 @@ ATBUS_API int atbus_registry_set_callbacks(atbus_registry *reg,
 
 /*
  * atbus_registry_put validates rec and stores a copy under its name, in
- * the group table for groups and the node table otherwise, then calls
+ * the group table for groups, the route table for routes and the node
+ * table otherwise, then calls
  * on_change(PUT). The caller keeps rec. Versions never go back: a record
  * whose version is below the stored one is refused with ATBUS_EEXIST;
  * an equal or higher version replaces it; a record identical to the
@@ -450,7 +465,8 @@ ATBUS_API int atbus_registry_select_relay(const atbus_registry *reg,
 
 /*
  * atbus_registry_load_yaml reads a YAML (or JSON) file with top-level
- * lists `nodes:` and `groups:` (docs/discovery.md) and puts every record
+ * lists `nodes:`, `groups:` and `routes:` (docs/discovery.md) and puts
+ * every record
  * as atbus_registry_put would. A record that breaks a rule, repeats an
  * earlier record's name or has an older version than the stored one is
  * reported to on_load_error and skipped; the others load. A file that is

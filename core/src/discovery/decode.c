@@ -383,13 +383,18 @@ decode_relay(struct decode *d, const atb_disc_node *map,
     return rc;
 }
 
+/* decode_type reads the type; a record that does not give it takes the
+ * one its table implies, and one that belongs in another table is
+ * refused (a group under nodes: would be stored where no reader looks). */
 static int
-decode_type(struct decode *d, const atb_disc_node *map, atbus_record *rec)
+decode_type(struct decode *d, const atb_disc_node *map,
+            enum atbus_registry_table table, atbus_record *rec)
 {
     static const enum atbus_record_type types[] = {
         ATBUS_RECORD_NODE,
         ATBUS_RECORD_CLIENT,
         ATBUS_RECORD_GROUP,
+        ATBUS_RECORD_ROUTE,
     };
     const atb_disc_node *n;
     int rc = decode_lookup(d, map, "type", &n);
@@ -397,25 +402,37 @@ decode_type(struct decode *d, const atb_disc_node *map, atbus_record *rec)
         return rc;
     }
     if (n == NULL || n->kind == ATB_DISC_NULL) {
+        rec->type = table == ATBUS_REGISTRY_GROUPS   ? ATBUS_RECORD_GROUP
+                    : table == ATBUS_REGISTRY_ROUTES ? ATBUS_RECORD_ROUTE
+                                                     : ATBUS_RECORD_NODE;
         atb_disc_path_pop(&d->path);
         return ATBUS_OK;
     }
-    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-        if (atb_disc_doc_text_is(n, atbus_record_type_name(types[i]))) {
-            rec->type = types[i];
-            atb_disc_path_pop(&d->path);
-            return ATBUS_OK;
-        }
+    size_t i = 0;
+    while (i < sizeof(types) / sizeof(types[0]) &&
+           !atb_disc_doc_text_is(n, atbus_record_type_name(types[i]))) {
+        i++;
     }
-    return decode_fail(d, n, "type must be node, client or group");
+    if (i == sizeof(types) / sizeof(types[0])) {
+        return decode_fail(d, n, "type must be node, client, group or route");
+    }
+    rec->type = types[i];
+    if (table != 0 && atb_disc_table_of(rec) != table) {
+        return decode_fail(d, n, "a %s record does not belong under %s",
+                           atbus_record_type_name(rec->type),
+                           atb_disc_table_name(table));
+    }
+    atb_disc_path_pop(&d->path);
+    return ATBUS_OK;
 }
 
 static int
-decode_record(struct decode *d, const atb_disc_node *map, atbus_record *rec)
+decode_record(struct decode *d, const atb_disc_node *map,
+              enum atbus_registry_table table, atbus_record *rec)
 {
     int rc = decode_field_string(d, map, "name", DECODE_STRING_MAX, &rec->name);
     if (rc == ATBUS_OK) {
-        rc = decode_type(d, map, rec);
+        rc = decode_type(d, map, table, rec);
     }
     if (rc == ATBUS_OK) {
         rc = decode_field_int(d, map, "version", 0, INT64_MAX, &rec->version);
@@ -448,11 +465,16 @@ decode_record(struct decode *d, const atb_disc_node *map, atbus_record *rec)
         rc = decode_strings(d, map, "node_list", ATBUS_RECORD_NODE_LIST_MAX,
                             &rec->node_list);
     }
+    if (rc == ATBUS_OK) {
+        rc = decode_strings(d, map, "upstreams", ATBUS_RECORD_UPSTREAMS_MAX,
+                            &rec->upstreams);
+    }
     return rc;
 }
 
 int
-atb_disc_decode(const atb_disc_node *node, atbus_record *rec, atb_disc_fault *f)
+atb_disc_decode(const atb_disc_node *node, enum atbus_registry_table table,
+                atbus_record *rec, atb_disc_fault *f)
 {
     struct decode d;
     memset(&d, 0, sizeof(d));
@@ -461,7 +483,7 @@ atb_disc_decode(const atb_disc_node *node, atbus_record *rec, atb_disc_fault *f)
     if (node == NULL || node->kind != ATB_DISC_MAP) {
         return decode_fail(&d, node, "a record must be a mapping (object)");
     }
-    int rc = decode_record(&d, node, rec);
+    int rc = decode_record(&d, node, table, rec);
     if (rc != ATBUS_OK) {
         atbus_record_fini(rec);
     }

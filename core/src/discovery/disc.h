@@ -10,6 +10,9 @@
  *   match.c     matching, same host/process, gateway and relay selection
  *   registry.c  the embedded registry
  *   load.c      YAML files -> registry, one bad record at a time
+ *   nameset.c   a string set (refused keys, pending route records)
+ *   route_feed.c  route records -> route registry (route_feed.h)
+ *   sync.c      etcd <-> registry: watch, publish, staleness (sync.h)
  *
  * A field path is kept as steps while walking, so that an error found in
  * a decoded record can be traced back to the YAML node (line, column) it
@@ -107,20 +110,33 @@ void atb_disc_error_name(atbus_record_error *err, const char *name, size_t len);
 int atb_disc_check(const atbus_record *rec, atb_disc_fault *f);
 
 /*
- * atb_disc_decode reads a record from a document node. *rec is
+ * atb_disc_decode reads a record from a document node found in table (a
+ * YAML list, an etcd key folder; 0 for a record on its own). A record
+ * that does not give its type takes the table's (none: node); one whose
+ * type belongs in another table is refused at path "type". *rec is
  * initialised by the call and owns what was decoded on success; it is
  * empty on failure. Caps are checked before anything is allocated.
  * Returns ATBUS_OK, ATBUS_ERECORD (f: path and node) or ATBUS_ENOMEM.
  * The record is not validated.
  */
-int atb_disc_decode(const atb_disc_node *node, atbus_record *rec,
-                    atb_disc_fault *f);
+int atb_disc_decode(const atb_disc_node *node, enum atbus_registry_table table,
+                    atbus_record *rec, atb_disc_fault *f);
+
+/* atb_disc_record_from_json_in is atbus_record_from_json for a record
+ * found in table (0: on its own), as atb_disc_decode takes it. */
+int atb_disc_record_from_json_in(const char *text, size_t len,
+                                 enum atbus_registry_table table,
+                                 atbus_record *rec, atbus_record_error *err);
 
 /* atb_disc_strndup copies n bytes and a NUL from the library allocator. */
 char *atb_disc_strndup(const char *s, size_t n);
 
 /* atb_disc_table_of returns the registry table a record belongs in. */
 enum atbus_registry_table atb_disc_table_of(const atbus_record *rec);
+
+/* atb_disc_table_name returns "nodes", "groups" or "routes" (the YAML
+ * list and the etcd key folder), or "?". */
+const char *atb_disc_table_name(enum atbus_registry_table table);
 
 /*
  * Registry internals for the loader (load.c).
@@ -145,5 +161,14 @@ void atb_disc_registry_report(atbus_registry *reg,
  */
 int atb_disc_registry_put_batch(atbus_registry *reg, atbus_record *recs,
                                 size_t n);
+
+/*
+ * atb_disc_registry_mirror stores a valid record whatever version the
+ * stored one has, for a backend that orders the writes of a name itself
+ * (etcd: the latest value of a key is the truth). rec is moved: empty
+ * afterwards on success. Returns ATBUS_OK, ATBUS_ENOMEM (registry and rec
+ * unchanged) or ATBUS_EINVAL (a callback or a change is under way).
+ */
+int atb_disc_registry_mirror(atbus_registry *reg, atbus_record *rec);
 
 #endif /* ATB_DISCOVERY_DISC_H */

@@ -18,6 +18,14 @@ int
 atbus_record_from_json(const char *text, size_t len, atbus_record *rec,
                        atbus_record_error *err)
 {
+    return atb_disc_record_from_json_in(text, len, 0, rec, err);
+}
+
+int
+atb_disc_record_from_json_in(const char *text, size_t len,
+                             enum atbus_registry_table table, atbus_record *rec,
+                             atbus_record_error *err)
+{
     atb_disc_error_clear(err);
     if (rec == NULL) {
         return atb_disc_error_set(err, ATBUS_EINVAL, "no record");
@@ -36,7 +44,7 @@ atbus_record_from_json(const char *text, size_t len, atbus_record *rec,
     int rc = atb_disc_doc_from_json(&doc, text, len, err);
     if (rc == ATBUS_OK) {
         atb_disc_fault f;
-        rc = atb_disc_decode(doc.root, rec, &f);
+        rc = atb_disc_decode(doc.root, table, rec, &f);
         if (rc == ATBUS_OK) {
             rc = atb_disc_check(rec, &f);
         }
@@ -256,6 +264,9 @@ enc_record(json_t *o, const atbus_record *rec)
     }
     if (rc == ATBUS_OK) {
         rc = enc_strings(o, "node_list", &rec->node_list);
+    }
+    if (rc == ATBUS_OK) {
+        rc = enc_strings(o, "upstreams", &rec->upstreams);
     }
     return rc;
 }

@@ -89,29 +89,15 @@ load_name_of(const atb_disc_node *item, atbus_record_error *err)
     }
 }
 
-/* load_check decodes and checks one record into l->recs[l->nrecs]. On
- * ATBUS_ERECORD, f says why, with the node to report at. */
+/* load_check decodes and checks one record of table into
+ * l->recs[l->nrecs]. On ATBUS_ERECORD, f says why, with the node to
+ * report at. */
 static int
-load_check(struct load *l, const atb_disc_node *item, int groups,
-           atb_disc_fault *f)
+load_check(struct load *l, const atb_disc_node *item,
+           enum atbus_registry_table table, atb_disc_fault *f)
 {
     atbus_record *rec = &l->recs[l->nrecs];
-    int rc = atb_disc_decode(item, rec, f);
-    const atb_disc_item *type = atb_disc_doc_get(item, "type", NULL);
-    if (rc == ATBUS_OK && groups &&
-        (type == NULL || type->value->kind == ATB_DISC_NULL)) {
-        /* Under groups: the type goes without saying. */
-        rec->type = ATBUS_RECORD_GROUP;
-    }
-    if (rc == ATBUS_OK && groups != (rec->type == ATBUS_RECORD_GROUP)) {
-        atb_disc_path path;
-        memset(&path, 0, sizeof(path));
-        atb_disc_path_field(&path, "type");
-        rc = atb_disc_fault_set(f, ATBUS_ERECORD, &path, NULL, "%s",
-                                groups ? "records under groups: must have "
-                                         "type group"
-                                       : "group records belong under groups:");
-    }
+    int rc = atb_disc_decode(item, table, rec, f);
     if (rc == ATBUS_OK) {
         rc = atb_disc_check(rec, f);
     }
@@ -161,17 +147,18 @@ load_conflict(struct load *l, const atb_disc_node *item, const char *prefix,
 /* load_one decodes, checks and keeps one record of a list. Returns
  * ATBUS_OK (kept, or reported and skipped) or ATBUS_ENOMEM. */
 static int
-load_one(struct load *l, const atb_disc_node *item, const char *list,
-         size_t index, int groups)
+load_one(struct load *l, const atb_disc_node *item,
+         enum atbus_registry_table table, size_t index)
 {
     char prefix[48];
-    snprintf(prefix, sizeof(prefix), "%s[%zu]", list, index);
+    snprintf(prefix, sizeof(prefix), "%s[%zu]", atb_disc_table_name(table),
+             index);
     atbus_record_error err;
     memset(&err, 0, sizeof(err));
     atbus_record *rec = &l->recs[l->nrecs];
     atb_disc_fault f;
     size_t slot = 0;
-    int rc = load_check(l, item, groups, &f);
+    int rc = load_check(l, item, table, &f);
     if (rc == ATBUS_ENOMEM) {
         return rc;
     }
@@ -256,29 +243,33 @@ load_doc(struct load *l, const atb_disc_node *root)
         err.line = root->line;
         err.column = root->column;
         atb_disc_error_set(&err, ATBUS_ERECORD,
-                           "the top level must be a mapping with nodes: and "
-                           "groups:");
+                           "the top level must be a mapping with nodes:, "
+                           "groups: and routes:");
         return load_fail(l, &err, ATBUS_ERECORD);
     }
-    const atb_disc_node *nodes;
-    const atb_disc_node *groups;
-    int rc = load_list(l, root, "nodes", &nodes);
-    if (rc == ATBUS_OK) {
-        rc = load_list(l, root, "groups", &groups);
+    static const enum atbus_registry_table tables[] = {
+        ATBUS_REGISTRY_NODES,
+        ATBUS_REGISTRY_GROUPS,
+        ATBUS_REGISTRY_ROUTES,
+    };
+    enum { NLISTS = sizeof(tables) / sizeof(tables[0]) };
+    const atb_disc_node *lists[NLISTS];
+    size_t total = 0;
+    int rc = ATBUS_OK;
+    for (size_t t = 0; t < NLISTS && rc == ATBUS_OK; t++) {
+        rc = load_list(l, root, atb_disc_table_name(tables[t]), &lists[t]);
+        total += rc == ATBUS_OK && lists[t] != NULL ? lists[t]->count : 0;
     }
     if (rc != ATBUS_OK) {
         return rc;
     }
-    size_t total = (nodes != NULL ? nodes->count : 0) +
-                   (groups != NULL ? groups->count : 0);
     rc = load_prepare(l, total);
-    const atb_disc_node *lists[2] = {nodes, groups};
-    for (int g = 0; g < 2 && rc == ATBUS_OK; g++) {
+    for (size_t t = 0; t < NLISTS && rc == ATBUS_OK; t++) {
         size_t i = 0;
-        for (const atb_disc_item *it = lists[g] != NULL ? lists[g]->first
+        for (const atb_disc_item *it = lists[t] != NULL ? lists[t]->first
                                                         : NULL;
              it != NULL && rc == ATBUS_OK; it = it->next) {
-            rc = load_one(l, it->value, g ? "groups" : "nodes", i++, g);
+            rc = load_one(l, it->value, tables[t], i++);
         }
     }
     if (rc == ATBUS_OK) {

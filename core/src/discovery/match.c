@@ -184,8 +184,9 @@ atbus_select_gateway(const atbus_record *src, const atbus_record *dst,
         return ATBUS_EINVAL;
     }
     memset(out, 0, sizeof(*out));
-    if (src == NULL || dst == NULL || src->type == ATBUS_RECORD_GROUP ||
-        dst->type == ATBUS_RECORD_GROUP) {
+    if (src == NULL || dst == NULL ||
+        atb_disc_table_of(src) != ATBUS_REGISTRY_NODES ||
+        atb_disc_table_of(dst) != ATBUS_REGISTRY_NODES) {
         return ATBUS_EINVAL;
     }
     if (schemes == NULL || count == 0) {

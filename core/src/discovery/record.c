@@ -25,8 +25,29 @@ atb_disc_strndup(const char *s, size_t n)
 enum atbus_registry_table
 atb_disc_table_of(const atbus_record *rec)
 {
-    return rec->type == ATBUS_RECORD_GROUP ? ATBUS_REGISTRY_GROUPS
-                                           : ATBUS_REGISTRY_NODES;
+    switch (rec->type) {
+    case ATBUS_RECORD_GROUP:
+        return ATBUS_REGISTRY_GROUPS;
+    case ATBUS_RECORD_ROUTE:
+        return ATBUS_REGISTRY_ROUTES;
+    default:
+        return ATBUS_REGISTRY_NODES;
+    }
+}
+
+const char *
+atb_disc_table_name(enum atbus_registry_table table)
+{
+    switch (table) {
+    case ATBUS_REGISTRY_NODES:
+        return "nodes";
+    case ATBUS_REGISTRY_GROUPS:
+        return "groups";
+    case ATBUS_REGISTRY_ROUTES:
+        return "routes";
+    default:
+        return "?";
+    }
 }
 
 const char *
@@ -39,6 +60,8 @@ atbus_record_type_name(enum atbus_record_type type)
         return "client";
     case ATBUS_RECORD_GROUP:
         return "group";
+    case ATBUS_RECORD_ROUTE:
+        return "route";
     default:
         return "?";
     }
@@ -118,6 +141,7 @@ atbus_record_fini(atbus_record *rec)
     atb_free(rec->advertise_relay.name);
     record_metadata_fini(&rec->advertise_relay.metadata);
     record_list_fini(&rec->node_list);
+    record_list_fini(&rec->upstreams);
     atbus_record_init(rec);
 }
 
@@ -265,7 +289,8 @@ atbus_record_copy(atbus_record *dst, const atbus_record *src)
                         src->advertise_relay.name) != ATBUS_OK ||
         record_metadata_copy(&dst->advertise_relay.metadata,
                              &src->advertise_relay.metadata) != ATBUS_OK ||
-        record_list_copy(&dst->node_list, &src->node_list) != ATBUS_OK) {
+        record_list_copy(&dst->node_list, &src->node_list) != ATBUS_OK ||
+        record_list_copy(&dst->upstreams, &src->upstreams) != ATBUS_OK) {
         atbus_record_fini(dst);
         return ATBUS_ENOMEM;
     }
@@ -365,7 +390,8 @@ atbus_record_equal(const atbus_record *a, const atbus_record *b)
            record_str_eq(a->advertise_relay.name, b->advertise_relay.name) &&
            record_metadata_eq(&a->advertise_relay.metadata,
                               &b->advertise_relay.metadata) &&
-           record_list_eq(&a->node_list, &b->node_list);
+           record_list_eq(&a->node_list, &b->node_list) &&
+           record_list_eq(&a->upstreams, &b->upstreams);
 }
 
 /* ---- setters ---- */

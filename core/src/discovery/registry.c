@@ -1,6 +1,6 @@
 /*
- * The embedded registry: node and group records by name, the discovery a
- * mesh uses when there is no external service.
+ * The embedded registry: node, group and route records by name, the
+ * discovery a mesh uses when there is no external service.
  *
  * Each table is a chained hash index over entries plus a dense array of
  * their records for iteration and relay scans; removal moves the last
@@ -39,8 +39,11 @@ typedef struct reg_table {
     size_t cap;
 } reg_table;
 
+/* One table per enum atbus_registry_table, at index table - 1. */
+#define REG_TABLES 3
+
 struct atbus_registry {
-    reg_table tables[2];
+    reg_table tables[REG_TABLES];
     atbus_registry_callbacks cbs;
     void *arg;
     int busy;
@@ -56,9 +59,9 @@ reg_table_get(const atbus_registry *reg, enum atbus_registry_table table)
     atbus_registry *r = (atbus_registry *)(uintptr_t)reg;
     switch (table) {
     case ATBUS_REGISTRY_NODES:
-        return &r->tables[0];
     case ATBUS_REGISTRY_GROUPS:
-        return &r->tables[1];
+    case ATBUS_REGISTRY_ROUTES:
+        return &r->tables[table - 1];
     default:
         return NULL;
     }
@@ -68,7 +71,7 @@ reg_table_get(const atbus_registry *reg, enum atbus_registry_table table)
 static reg_table *
 reg_table_for(atbus_registry *reg, const atbus_record *rec)
 {
-    return &reg->tables[atb_disc_table_of(rec) == ATBUS_REGISTRY_GROUPS];
+    return &reg->tables[atb_disc_table_of(rec) - 1];
 }
 
 static reg_entry *
@@ -239,8 +242,9 @@ atbus_registry_free(atbus_registry *reg)
     if (reg == NULL) {
         return;
     }
-    reg_table_fini(&reg->tables[0]);
-    reg_table_fini(&reg->tables[1]);
+    for (size_t i = 0; i < REG_TABLES; i++) {
+        reg_table_fini(&reg->tables[i]);
+    }
     atb_free(reg);
 }
 
@@ -373,14 +377,17 @@ atbus_registry_put(atbus_registry *reg, const atbus_record *rec,
 int
 atb_disc_registry_put_batch(atbus_registry *reg, atbus_record *recs, size_t n)
 {
-    size_t fresh_count[2] = {0, 0};
+    size_t fresh_count[REG_TABLES] = {0};
     for (size_t i = 0; i < n; i++) {
         const reg_table *t = reg_table_for(reg, &recs[i]);
         if (reg_find(t, recs[i].name, reg_hash(recs[i].name)) == NULL) {
-            fresh_count[t == &reg->tables[1]]++;
+            fresh_count[t - reg->tables]++;
         }
     }
-    size_t total = fresh_count[0] + fresh_count[1];
+    size_t total = 0;
+    for (size_t i = 0; i < REG_TABLES; i++) {
+        total += fresh_count[i];
+    }
     reg_entry **fresh = NULL;
     if (total > 0) {
         fresh = atb_calloc(total, sizeof(*fresh));
@@ -393,20 +400,17 @@ atb_disc_registry_put_batch(atbus_registry *reg, atbus_record *recs, size_t n)
         fresh[i] = atb_calloc(1, sizeof(*fresh[i]));
         rc = fresh[i] != NULL ? ATBUS_OK : ATBUS_ENOMEM;
     }
-    struct reg_growth grow[2];
+    struct reg_growth grow[REG_TABLES];
     memset(grow, 0, sizeof(grow));
-    if (rc == ATBUS_OK) {
-        rc = reg_grow_alloc(&reg->tables[0], fresh_count[0], &grow[0]);
+    for (size_t i = 0; i < REG_TABLES && rc == ATBUS_OK; i++) {
+        rc = reg_grow_alloc(&reg->tables[i], fresh_count[i], &grow[i]);
     }
-    if (rc == ATBUS_OK) {
-        rc = reg_grow_alloc(&reg->tables[1], fresh_count[1], &grow[1]);
-    }
-    if (rc == ATBUS_OK) {
-        reg_grow_commit(&reg->tables[0], &grow[0]);
-        reg_grow_commit(&reg->tables[1], &grow[1]);
-    } else {
-        reg_grow_abort(&grow[0]);
-        reg_grow_abort(&grow[1]);
+    for (size_t i = 0; i < REG_TABLES; i++) {
+        if (rc == ATBUS_OK) {
+            reg_grow_commit(&reg->tables[i], &grow[i]);
+        } else {
+            reg_grow_abort(&grow[i]);
+        }
     }
     size_t used = 0;
     for (size_t i = 0; i < n && rc == ATBUS_OK; i++) {
@@ -417,6 +421,17 @@ atb_disc_registry_put_batch(atbus_registry *reg, atbus_record *recs, size_t n)
         atb_free(fresh[i]);
     }
     atb_free(fresh);
+    return rc;
+}
+
+int
+atb_disc_registry_mirror(atbus_registry *reg, atbus_record *rec)
+{
+    int rc = atb_disc_registry_enter(reg);
+    if (rc == ATBUS_OK) {
+        rc = atb_disc_registry_put_batch(reg, rec, 1);
+        atb_disc_registry_leave(reg);
+    }
     return rc;
 }
 

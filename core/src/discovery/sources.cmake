@@ -1,5 +1,6 @@
 # Discovery: records, matching and selection, the embedded registry and
-# its YAML loader (docs/discovery.md). Paths relative to this folder.
+# its YAML loader, the route feed and the etcd sync (docs/discovery.md).
+# Paths relative to this folder.
 set(ATBUS_DISCOVERY_SOURCES
   record.c
   path.c
@@ -11,4 +12,7 @@ set(ATBUS_DISCOVERY_SOURCES
   match.c
   registry.c
   load.c
+  nameset.c
+  route_feed.c
+  sync.c
 )

@@ -8,6 +8,7 @@
 #include "discovery/disc.h"
 
 #include <atbus/error.h>
+#include <atbus/route.h>
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -18,6 +19,10 @@
 #include "common/name.h"
 #include "common/utf8.h"
 #include "transport/url.h"
+
+/* A route record must be something the route registry takes. */
+_Static_assert(ATBUS_RECORD_UPSTREAMS_MAX == ATBUS_ROUTE_MAX_UPSTREAMS,
+               "route record and route registry caps differ");
 
 /* Longest Kubernetes name part (label key name, label value, kind). */
 #define CHECK_SHORT_MAX 63
@@ -461,31 +466,93 @@ check_metadata_empty(const atbus_metadata *md)
            md->annotations.count == 0;
 }
 
-/* check_group_only refuses node fields in a group record: they would be
- * dropped by the encoder, and a reader could not tell. */
+/* check_node_field returns the first field only nodes and clients have
+ * that rec fills, or NULL. */
+static const char *
+check_node_field(const atbus_record *rec)
+{
+    if (rec->hash_code != NULL) {
+        return "hash_code";
+    }
+    if (rec->tokens.count != 0) {
+        return "tokens";
+    }
+    if (rec->host.hostname != NULL || rec->host.pid != 0) {
+        return "host";
+    }
+    if (!check_metadata_empty(&rec->metadata)) {
+        return "metadata";
+    }
+    if (rec->gateways.count != 0) {
+        return "gateways";
+    }
+    if (rec->advertise_relay.name != NULL ||
+        !check_metadata_empty(&rec->advertise_relay.metadata)) {
+        return "advertise_relay";
+    }
+    return NULL;
+}
+
+/* check_foreign refuses a field that rec's type does not have: the
+ * encoder would drop it, and a reader could not tell. */
+static int
+check_foreign(struct check *c, const atbus_record *rec, const char *field)
+{
+    atb_disc_path_field(&c->path, field);
+    return check_fail(c, "a %s record has no %s",
+                      atbus_record_type_name(rec->type), field);
+}
+
 static int
 check_group_only(struct check *c, const atbus_record *rec)
 {
-    const char *field = NULL;
-    if (rec->hash_code != NULL) {
-        field = "hash_code";
-    } else if (rec->tokens.count != 0) {
-        field = "tokens";
-    } else if (rec->host.hostname != NULL || rec->host.pid != 0) {
-        field = "host";
-    } else if (!check_metadata_empty(&rec->metadata)) {
-        field = "metadata";
-    } else if (rec->gateways.count != 0) {
-        field = "gateways";
-    } else if (rec->advertise_relay.name != NULL ||
-               !check_metadata_empty(&rec->advertise_relay.metadata)) {
-        field = "advertise_relay";
+    const char *field = check_node_field(rec);
+    if (field == NULL && rec->upstreams.count != 0) {
+        field = "upstreams";
     }
-    if (field == NULL) {
-        return check_node_list(c, &rec->node_list);
+    return field != NULL ? check_foreign(c, rec, field)
+                         : check_node_list(c, &rec->node_list);
+}
+
+/* check_upstreams checks a route's list: names, each once, and never the
+ * record's own (a node cannot hang under itself). Longer cycles span
+ * several records and are the route registry's to refuse. */
+static int
+check_upstreams(struct check *c, const atbus_record *rec)
+{
+    const atbus_string_list *l = &rec->upstreams;
+    int rc = check_strings(c, "upstreams", l, ATBUS_RECORD_UPSTREAMS_MAX,
+                           "upstream", check_name_rule);
+    for (size_t i = 0; i < l->count && rc == ATBUS_OK; i++) {
+        const char *why = strcmp(l->items[i], rec->name) == 0
+                              ? "upstream is the record itself"
+                              : NULL;
+        for (size_t j = 0; j < i && why == NULL; j++) {
+            if (strcmp(l->items[j], l->items[i]) == 0) {
+                why = "upstream is listed twice";
+            }
+        }
+        if (why != NULL) {
+            atb_disc_path_field(&c->path, "upstreams");
+            atb_disc_path_index(&c->path, i);
+            rc = check_fail(c, "%s", why);
+        }
     }
-    atb_disc_path_field(&c->path, field);
-    return check_fail(c, "a group record has no %s", field);
+    return rc;
+}
+
+static int
+check_route_only(struct check *c, const atbus_record *rec)
+{
+    const char *field = check_node_field(rec);
+    if (field == NULL && rec->custom_data != NULL) {
+        field = "custom_data";
+    }
+    if (field == NULL && rec->node_list.count != 0) {
+        field = "node_list";
+    }
+    return field != NULL ? check_foreign(c, rec, field)
+                         : check_upstreams(c, rec);
 }
 
 static int
@@ -494,6 +561,10 @@ check_node(struct check *c, const atbus_record *rec)
     if (rec->node_list.count != 0) {
         atb_disc_path_field(&c->path, "node_list");
         return check_fail(c, "only group records have a node_list");
+    }
+    if (rec->upstreams.count != 0) {
+        atb_disc_path_field(&c->path, "upstreams");
+        return check_fail(c, "only route records have upstreams");
     }
     if (rec->hash_code != NULL) {
         size_t n = strlen(rec->hash_code);
@@ -543,9 +614,9 @@ atb_disc_check(const atbus_record *rec, atb_disc_fault *f)
         return rc;
     }
     if (rec->type != ATBUS_RECORD_NODE && rec->type != ATBUS_RECORD_CLIENT &&
-        rec->type != ATBUS_RECORD_GROUP) {
+        rec->type != ATBUS_RECORD_GROUP && rec->type != ATBUS_RECORD_ROUTE) {
         atb_disc_path_field(&c.path, "type");
-        return check_fail(&c, "type must be node, client or group");
+        return check_fail(&c, "type must be node, client, group or route");
     }
     if (rec->version < 0) {
         atb_disc_path_field(&c.path, "version");
@@ -564,6 +635,9 @@ atb_disc_check(const atbus_record *rec, atb_disc_fault *f)
     }
     if (rec->type == ATBUS_RECORD_GROUP) {
         return check_group_only(&c, rec);
+    }
+    if (rec->type == ATBUS_RECORD_ROUTE) {
+        return check_route_only(&c, rec);
     }
     return check_node(&c, rec);
 }
