@@ -308,6 +308,83 @@ START_TEST(test_unreachable)
 }
 END_TEST
 
+/* The only relay goes away: messages waiting for it are given up after
+ * peer_linger_ms and reported; when a relay is back under the same name,
+ * the stream goes on after them (RESET_OFFSET) and new messages arrive,
+ * none lost, none of the given-up ones replayed as new. */
+START_TEST(test_relay_gone_and_back)
+{
+    hnode r, a, b;
+    char url[160];
+    h_url(T_UNIX, url, sizeof(url));
+    atbus_node_config cfg;
+    h_config(&cfg, "relay-1");
+    cfg.relay = 1;
+    h_start(&r, &cfg, url);
+    static const char *const ups[] = {"relay-1"};
+    h_config(&cfg, "app-a");
+    cfg.upstreams[0] = ups[0];
+    cfg.upstream_count = 1;
+    cfg.peer_linger_ms = 300;
+    h_start(&a, &cfg, NULL);
+    h_config(&cfg, "app-b");
+    cfg.upstreams[0] = ups[0];
+    cfg.upstream_count = 1;
+    h_start(&b, &cfg, NULL);
+    ck_assert_int_eq(atbus_node_connect(a.node, url), 0);
+    ck_assert_int_eq(atbus_node_connect(b.node, url), 0);
+    ck_assert_int_eq(atbus_node_route_set(a.node, "app-b", ups, 1, NULL), 0);
+    hnode *three[] = {&r, &a, &b};
+    ck_assert(h_pump(three, 3, &r.peers_up, 2, WAIT_MS));
+    uint8_t msg[100];
+    for (uint64_t i = 0; i < 1000; i++) {
+        h_make_message(i, msg, sizeof(msg));
+        ck_assert_int_eq(atbus_node_send(a.node, "app-b", 1, msg, sizeof(msg)),
+                         ATBUS_OK);
+    }
+    ck_assert(h_pump(three, 3, &b.messages, 1000, WAIT_MS));
+    atbus_stream_stats ss;
+    uint64_t end = atb_clock_us() + WAIT_MS * 1000ull;
+    do {
+        h_pump_ms(three, 3, 1);
+        ck_assert_int_eq(atbus_node_stream_stats(a.node, "app-b", 1, &ss), 0);
+    } while (ss.messages_unacked != 0 && atb_clock_us() < end);
+    ck_assert_uint_eq(ss.messages_unacked, 0);
+
+    atbus_node_free(r.node);
+    hnode *two[] = {&a, &b};
+    ck_assert(h_pump(two, 2, &a.peers_down, 1, WAIT_MS));
+    for (uint64_t i = 1000; i < 1200; i++) {
+        h_make_message(i, msg, sizeof(msg));
+        ck_assert_int_eq(atbus_node_send(a.node, "app-b", 1, msg, sizeof(msg)),
+                         ATBUS_OK);
+    }
+    ck_assert(h_pump(two, 2, &a.undelivered, 1, WAIT_MS));
+    ck_assert_int_eq(a.last_undelivered_err, ATBUS_ENOROUTE);
+    ck_assert_uint_eq(a.undelivered_messages, 200);
+
+    /* A relay under the same name and address again. */
+    h_config(&cfg, "relay-1");
+    cfg.relay = 1;
+    h_start(&r, &cfg, url);
+    ck_assert(h_pump(three, 3, &r.peers_up, 2, WAIT_MS));
+    b.next_seq = 1200; /* 1000..1199 were given up */
+    for (uint64_t i = 1200; i < 1500; i++) {
+        h_make_message(i, msg, sizeof(msg));
+        ck_assert_int_eq(atbus_node_send(a.node, "app-b", 1, msg, sizeof(msg)),
+                         ATBUS_OK);
+    }
+    ck_assert(h_pump(three, 3, &b.messages, 1300, WAIT_MS));
+    h_pump_ms(three, 3, 50);
+    ck_assert_int_eq(b.messages, 1300);
+    ck_assert_int_eq(b.bad, 0);
+    ck_assert_uint_eq(b.next_seq, 1500);
+    atbus_node_free(a.node);
+    atbus_node_free(b.node);
+    atbus_node_free(r.node);
+}
+END_TEST
+
 /* ---- failover across processes ---- */
 
 /* relay_child runs relay-1 until killed (or a time limit passes). Never
@@ -426,6 +503,7 @@ main(void)
     tcase_add_test(tc, test_two_and_three_relays);
     tcase_add_test(tc, test_hop_limit);
     tcase_add_test(tc, test_unreachable);
+    tcase_add_test(tc, test_relay_gone_and_back);
     tcase_add_test(tc, test_failover_relay_killed);
     suite_add_tcase(s, tc);
     return atb_test_run(s);

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <atbus/discovery.h>
 #include <atbus/error.h>
 #include <atbus/export.h>
 #include <atbus/route.h>
@@ -372,6 +373,50 @@ ATBUS_API int atbus_node_relation(atbus_node *node, const char *x,
  */
 ATBUS_API int atbus_node_next_hop(atbus_node *node, const char *dst,
                                   atbus_next_hop *hop);
+
+/*
+ * atbus_node_follow_registry makes the node use reg's records (borrowed:
+ * reg must outlive the node, and is read on the node's thread). When it
+ * plans a hop towards a name it takes that name's route record, and those
+ * of the relays above it, into its routes; and it dials the name when
+ * one of its gateways accepts `self` (atbus_select_gateway): traffic goes
+ * through relays until the direct connection is up. Its own upstream
+ * relays are dialed by their records now. self (copied) is this node's
+ * record: the metadata and host gateways match against. Returns
+ * ATBUS_OK, ATBUS_EINVAL (NULL, or self is not a node record of this
+ * node's name), ATBUS_ECLOSED or ATBUS_ENOMEM.
+ */
+ATBUS_API int atbus_node_follow_registry(atbus_node *node, atbus_registry *reg,
+                                         const atbus_record *self);
+
+/*
+ * atbus_node_use_etcd keeps reg equal to the records under prefix in
+ * etcd (endpoints: "http://host:port[,http://host:port...]"), publishes
+ * self and this node's route record (its upstreams) in one transaction
+ * on a lease kept alive, and follows reg as atbus_node_follow_registry.
+ * All of it runs on the node's loop. While etcd is unreachable the node
+ * keeps routing on what reg holds (atbus_node_discovery_status says since
+ * when). Returns ATBUS_OK, ATBUS_EEXIST (already using etcd), the codes
+ * of atbus_node_follow_registry, or ATBUS_ERECORD (self is invalid).
+ */
+ATBUS_API int atbus_node_use_etcd(atbus_node *node, const char *endpoints,
+                                  const char *prefix, atbus_registry *reg,
+                                  const atbus_record *self);
+
+typedef struct atbus_discovery_status {
+    int synced;              /* the view is confirmed current */
+    int stale;               /* no etcd endpoint answers: the view may be old */
+    uint64_t stale_since_us; /* the loop's clock, when stale */
+    int published;           /* this node's records are on the lease */
+    int64_t revision;        /* etcd revision the view reflects */
+    size_t rejected;         /* records refused as invalid */
+    int err;                 /* the last failure, when stale */
+} atbus_discovery_status;
+
+/* atbus_node_discovery_status copies the etcd sync's state. Returns
+ * ATBUS_OK, ATBUS_ENOTFOUND (no etcd) or ATBUS_EINVAL. */
+ATBUS_API int atbus_node_discovery_status(const atbus_node *node,
+                                          atbus_discovery_status *out);
 
 /* atbus_node_get_stats copies the counters. Returns ATBUS_OK or
  * ATBUS_EINVAL. */

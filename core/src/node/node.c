@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/name.h"
 #include "common/rand.h"
+#include "discovery/sync.h"
 #include "node/backoff.h"
 #include "wire/frame.h"
 #include "wire/packet.h"
@@ -363,6 +364,17 @@ node_target_conn_ended(node_target *t, int registered)
     target_retry(t);
 }
 
+void
+node_target_expect(atbus_node *node, const char *url, const char *name)
+{
+    for (node_target *t = node->targets; t != NULL; t = t->next) {
+        if (strcmp(t->url, url) == 0 && t->want_peer == NULL) {
+            t->want_peer = atb_strdup(name); /* NULL: just not expected */
+            return;
+        }
+    }
+}
+
 int
 atbus_node_connect(atbus_node *node, const char *url)
 {
@@ -416,6 +428,7 @@ target_free(node_target *t)
     }
     atb_free(t->url);
     atb_free(t->last_peer);
+    atb_free(t->want_peer);
     atb_free(t);
 }
 
@@ -447,8 +460,8 @@ atbus_node_peer(atbus_node *node, const char *name, atbus_peer_info *info)
         return ATBUS_EINVAL;
     }
     node_peer *p = node_peer_find(node, name);
-    if (p == NULL) {
-        return ATBUS_ENOTCONN;
+    if (p == NULL || p->conns == NULL) {
+        return ATBUS_ENOTCONN; /* unknown, away, or only reached by relays */
     }
     node_peer_fill_info(node, p);
     *info = node->info;
@@ -479,6 +492,10 @@ atbus_node_close(atbus_node *node)
     /* What the transports take now still leaves ahead of the close
      * messages; the rest is reported, not dropped silently. */
     node_peers_flush(node);
+    if (node->sync != NULL) {
+        /* Best effort: the records vanish now rather than at lease end. */
+        (void)atb_disc_sync_unpublish(node->sync);
+    }
     node->closed = 1;
     node_peers_report_undelivered(node, ATBUS_ECLOSED);
     while (node->targets != NULL) {
@@ -520,6 +537,7 @@ atbus_node_free(atbus_node *node)
         atb_conn_free(nc->conn);
         atb_free(nc);
     }
+    node_discovery_free(node);
     node_peers_free(node);
     node_release(node);
 }

@@ -15,6 +15,9 @@
  *   node_route     the route registry fed by registers and discovery, next
  *                  hop, forwarding as a relay, route notices
  *                  (node_route.c)
+ *   discovery      records that say how to reach names: routes pulled
+ *                  when a hop is planned, gateways dialed, the etcd sync
+ *                  (node_discovery.c)
  *
  * Ownership: the node owns everything. A node_conn lives from dial or
  * accept until its transport's on_close; a node_peer from its first
@@ -24,6 +27,7 @@
 #ifndef ATB_NODE_NODE_INTERNAL_H
 #define ATB_NODE_NODE_INTERNAL_H
 
+#include <atbus/discovery.h>
 #include <atbus/node.h>
 
 #include <stddef.h>
@@ -103,6 +107,7 @@ struct node_peer {
     /* Without connections of its own: the connection towards the next
      * hop that carries its traffic, or NULL until one is chosen. */
     node_conn *via;
+    int registered; /* it has had a connection of its own */
 };
 
 struct node_target {
@@ -111,6 +116,7 @@ struct node_target {
     char *url;
     node_conn *nc;   /* the live connection, or NULL while waiting */
     char *last_peer; /* who answered last time, for peer_incarnation */
+    char *want_peer; /* the name discovery dialed this URL for, or NULL */
     uint32_t attempt;
     atb_timer timer; /* redial */
 };
@@ -132,6 +138,10 @@ struct atbus_node {
     char *listen[ATBUS_NODE_MAX_LISTEN];
     char *upstreams[ATBUS_ROUTE_MAX_UPSTREAMS];
     atb_route_registry routes;
+    atbus_registry *registry; /* borrowed; NULL without discovery */
+    atbus_record self;        /* this node's record, when has_self */
+    int has_self;
+    struct atb_disc_sync *sync; /* the etcd sync, or NULL */
     atb_transport_config tcfg;
     atbus_node_callbacks cbs;
     void *cb_arg;
@@ -271,6 +281,19 @@ void node_route_conn_gone(atbus_node *node, node_conn *nc);
 /* node_route_conn_writable flushes the peers relayed over nc. */
 void node_route_conn_writable(atbus_node *node, node_conn *nc);
 
+/* ---- node_discovery.c ---- */
+
+/* node_discovery_routes copies name's route record and those above it
+ * from the registry into the node's routes. */
+void node_discovery_routes(atbus_node *node, const char *name);
+
+/* node_discovery_dial dials name when one of its gateways accepts this
+ * node and it is not connected yet. */
+void node_discovery_dial(atbus_node *node, const char *name);
+
+/* node_discovery_free ends the etcd sync and forgets the records. */
+void node_discovery_free(atbus_node *node);
+
 /* ---- node_stream.c ---- */
 
 /* node_stream_open gives p its stream engine. Returns ATBUS_OK or
@@ -299,6 +322,10 @@ void node_stream_on_ack(node_peer *p, node_conn *nc, const atb_pb_ack *ack);
  * that crosses relays. Returns ATBUS_OK or ATBUS_ENOMEM. */
 int node_stream_relayed_path(node_peer *p, node_conn *nc);
 
+/* node_stream_give_up drops the messages p never acknowledged, reporting
+ * them with err through on_undelivered; p's streams go on after them. */
+void node_stream_give_up(node_peer *p, int err);
+
 /* node_stream_linger keeps a peer without connections until
  * peer_linger_ms passes: both sides keep their streams that long, so a
  * reconnect resumes them. Then it is freed and what it had not
@@ -306,6 +333,10 @@ int node_stream_relayed_path(node_peer *p, node_conn *nc);
 void node_stream_linger(node_peer *p);
 
 /* ---- node.c ---- */
+
+/* node_target_expect notes that the target dialing url is expected to
+ * reach peer `name` (so a send to it waits for that connection). */
+void node_target_expect(atbus_node *node, const char *url, const char *name);
 
 /* node_target_conn_ended schedules the next dial of t. */
 void node_target_conn_ended(node_target *t, int registered);

@@ -235,7 +235,16 @@ node_peer_attach(atbus_node *node, node_conn *nc, const atb_pb_register *reg)
     }
     insert_conn(p, nc);
     p->via = NULL; /* its own connections carry it now */
+    p->registered = 1;
     node_route_peer_up(node, reg);
+    /* A new neighbour may be the way to peers that wait for a route. */
+    for (size_t i = 0; i < node->peers_cap; i++) {
+        for (node_peer *q = node->peers[i]; q != NULL; q = q->hash_next) {
+            if (q->conns == NULL && q->eng != NULL) {
+                node_stream_schedule(q);
+            }
+        }
+    }
     if (nc->target != NULL && (nc->target->last_peer == NULL ||
                                strcmp(nc->target->last_peer, p->name) != 0)) {
         char *name = atb_strdup(p->name);

@@ -15,6 +15,7 @@
 
 #include <atbus/error.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -34,8 +35,9 @@ route_peer_state(const char *name, void *arg)
         return ATB_ROUTE_PEER_CONNECTED;
     }
     for (const node_target *t = node->targets; t != NULL; t = t->next) {
-        if (t->last_peer != NULL && strcmp(t->last_peer, name) == 0) {
-            return ATB_ROUTE_PEER_CONNECTING; /* being redialed */
+        if ((t->last_peer != NULL && strcmp(t->last_peer, name) == 0) ||
+            (t->want_peer != NULL && strcmp(t->want_peer, name) == 0)) {
+            return ATB_ROUTE_PEER_CONNECTING; /* being dialed */
         }
     }
     return ATB_ROUTE_PEER_UNREACHABLE;
@@ -107,6 +109,12 @@ node_route_conn(atbus_node *node, const char *dst, atbus_next_hop *hop)
         memset(hop, 0, sizeof(*hop));
         hop->kind = ATBUS_HOP_DIRECT;
         hop->state = ATBUS_HOP_READY;
+        snprintf(hop->peer, sizeof(hop->peer), "%s", dst);
+        if (atb_route_relation(&node->routes, node->name, dst,
+                               &hop->relation) != ATBUS_OK) {
+            hop->relation = 0;
+        }
+        hop->version = atb_route_version(&node->routes);
         return p->conns;
     }
     if (route_next_hop(node, dst, hop) != ATBUS_OK ||
@@ -242,19 +250,12 @@ node_route_on_notice(node_conn *nc, const atb_pb_frame *msg)
         if (p == NULL || p->conns != NULL) {
             continue; /* unknown, or reachable directly after all */
         }
-        int err = f->close_reason->code == ATB_CLOSE_REASON(TTL_EXPIRED)
-                      ? ATBUS_ETTL
-                      : ATBUS_ENOROUTE;
-        uint64_t messages;
-        uint64_t units;
-        atb_sengine_unacked(p->eng, &messages, &units);
-        node_peer_unlink(node, p);
-        node->stats.messages_undelivered += messages;
-        if (node->cbs.on_undelivered != NULL && !node->freeing) {
-            node->cbs.on_undelivered(node, p->name, messages, err,
-                                     node->cb_arg);
-        }
-        node_peer_free(p);
+        /* Only the sending side is given up: what p sent us stays
+         * (this notice may answer our acknowledgements). */
+        node_stream_give_up(p, f->close_reason->code ==
+                                       ATB_CLOSE_REASON(TTL_EXPIRED)
+                                   ? ATBUS_ETTL
+                                   : ATBUS_ENOROUTE);
     }
     atb_packet_content_free(content);
 }
@@ -305,6 +306,7 @@ atbus_node_next_hop(atbus_node *node, const char *dst, atbus_next_hop *hop)
         atb_name_check(dst, NULL) != ATBUS_OK) {
         return ATBUS_EINVAL;
     }
+    node_discovery_routes(node, dst);
     if (node_route_conn(node, dst, hop) != NULL) {
         return ATBUS_OK;
     }

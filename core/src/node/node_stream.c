@@ -74,18 +74,11 @@ stream_on_timer(atb_timer *t, void *arg)
     uint64_t now = atb_loop_now_us(node->loop);
     if (p->conns == NULL && p->linger_until_us != 0 &&
         now >= p->linger_until_us) {
-        uint64_t messages;
-        uint64_t units;
-        atb_sengine_unacked(p->eng, &messages, &units);
-        node_peer_unlink(node, p);
-        if (messages != 0) {
-            node->stats.messages_undelivered += messages;
-            if (node->cbs.on_undelivered != NULL && !node->freeing) {
-                node->cbs.on_undelivered(node, p->name, messages,
-                                         ATBUS_ETIMEDOUT, node->cb_arg);
-            }
-        }
-        node_peer_free(p);
+        /* A peer that had connections timed out; one only ever reached
+         * through relays has no route. */
+        p->linger_until_us = 0;
+        node_stream_give_up(p,
+                            p->registered ? ATBUS_ETIMEDOUT : ATBUS_ENOROUTE);
         return;
     }
     atb_sengine_on_expiry(p->eng, now);
@@ -244,6 +237,8 @@ stream_flush_relayed(node_peer *p, uint64_t now)
     atbus_node *node = p->node;
     if (p->via == NULL || p->via->state != NCONN_UP) {
         p->via = NULL;
+        node_discovery_routes(node, p->name);
+        node_discovery_dial(node, p->name);
         node_conn *nc = node_route_conn(node, p->name, NULL);
         if (nc != NULL && node_stream_relayed_path(p, nc) == ATBUS_OK) {
             p->via = nc;
@@ -311,6 +306,25 @@ node_stream_schedule(node_peer *p)
         atb_loop_defer(p->node->loop, &p->flush_defer, stream_flush_deferred,
                        p);
     }
+}
+
+void
+node_stream_give_up(node_peer *p, int err)
+{
+    atbus_node *node = p->node;
+    uint64_t messages;
+    /* The streams go on after what is given up (RESET_OFFSET tells the
+     * peer), and the receiving side stays: offsets never restart, so a
+     * peer that comes back is not fed old offsets as new data. */
+    atb_sengine_abandon(p->eng, &messages);
+    if (messages != 0) {
+        node->stats.messages_undelivered += messages;
+        if (node->cbs.on_undelivered != NULL && !node->freeing) {
+            node->cbs.on_undelivered(node, p->name, messages, err,
+                                     node->cb_arg);
+        }
+    }
+    stream_arm(p);
 }
 
 void
@@ -391,6 +405,10 @@ stream_peer(atbus_node *node, const char *peer, int *rc)
         *rc = ATBUS_EINVAL;
         return NULL;
     }
+    /* Discovery first: the name's routes, and a direct connection when
+     * one of its gateways accepts this node (used once it is up). */
+    node_discovery_routes(node, peer);
+    node_discovery_dial(node, peer);
     atbus_next_hop hop;
     if (node_route_conn(node, peer, &hop) == NULL &&
         hop.state != ATBUS_HOP_CONNECTING) {

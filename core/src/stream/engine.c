@@ -1093,6 +1093,38 @@ atb_sengine_peer_reset(atb_sengine *e)
 }
 
 void
+atb_sengine_abandon(atb_sengine *e, uint64_t *messages)
+{
+    uint64_t m = 0;
+    for (size_t i = 0; i < e->nstreams; i++) {
+        sstream *st = e->streams[i];
+        if (st->id < 0 || stream_send_end(st) == st->acked) {
+            continue;
+        }
+        m += atb_sendbuf_messages_from(&st->buf, st->acked);
+        while (st->rhead != NULL) {
+            rec_free(e, st->rhead);
+        }
+        int64_t end = stream_send_end(st);
+        atb_sendbuf_release(&st->buf, st->buf.end);
+        st->acked = end;
+        st->sent_max = end;
+        if (st->fin_offset >= 0) {
+            st->send_done = 1;
+        }
+        /* The next packet starts at `acked`: it tells the peer to skip. */
+        st->reset_pending = 1;
+        if (st->blocked) {
+            st->blocked = 0;
+            if (e->cbs.on_writable != NULL) {
+                e->cbs.on_writable(st->id, e->arg);
+            }
+        }
+    }
+    *messages = m;
+}
+
+void
 atb_sengine_unacked(const atb_sengine *e, uint64_t *messages, uint64_t *units)
 {
     uint64_t m = 0, u = 0;

@@ -255,6 +255,16 @@ void atb_sengine_on_expiry(atb_sengine *e, uint64_t now_us);
  */
 void atb_sengine_peer_reset(atb_sengine *e);
 
+/*
+ * atb_sengine_abandon gives up every user stream's unacknowledged
+ * messages (their count goes to *messages): they are dropped and the
+ * streams go on after them. The next packet of each such stream carries
+ * RESET_OFFSET, so the peer skips what it may have half received and
+ * the offsets of both sides keep agreeing; a FIN not yet acknowledged is
+ * given up too (the stream stays finished).
+ */
+void atb_sengine_abandon(atb_sengine *e, uint64_t *messages);
+
 /* atb_sengine_unacked returns the messages and units queued on user
  * streams and not yet acknowledged (what would be lost if the peer never
  * came back). */

@@ -51,9 +51,50 @@ struct pb_alloc_state {
     int failed;
 };
 
+/*
+ * protobuf-c allocates every string, byte field and nested message of an
+ * unpacked frame separately, and frees them one by one: on the receive
+ * path that is most of the allocator's work. Small pieces come from a
+ * per-thread scratch area instead, reset when the last piece in it is
+ * freed (frames are unpacked, used and freed before the next one); what
+ * does not fit goes to atb_malloc. Test builds (ATBUS_TESTING) leave the
+ * area out, so every piece stays visible to the allocation-failure and
+ * leak checks; the demo and the benchmarks run the area under the
+ * sanitizers.
+ */
+#define PB_ARENA_SIZE ((size_t)64 * 1024)
+#define PB_ARENA_PIECE_MAX ((size_t)4096)
+
+#ifndef ATBUS_TESTING
+struct pb_arena {
+    size_t used;
+    size_t live;
+    _Alignas(16) uint8_t buf[PB_ARENA_SIZE];
+};
+
+static _Thread_local struct pb_arena pb_arena;
+
+static int
+pb_arena_owns(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    uintptr_t base = (uintptr_t)pb_arena.buf;
+    return a >= base && a < base + PB_ARENA_SIZE;
+}
+#endif
+
 static void *
 pb_alloc(void *data, size_t size)
 {
+#ifndef ATBUS_TESTING
+    size_t need = (size + 15) & ~(size_t)15;
+    if (size <= PB_ARENA_PIECE_MAX && need <= PB_ARENA_SIZE - pb_arena.used) {
+        void *p = pb_arena.buf + pb_arena.used;
+        pb_arena.used += need;
+        pb_arena.live++;
+        return p;
+    }
+#endif
     void *p = atb_malloc(size);
     if (p == NULL) {
         ((struct pb_alloc_state *)data)->failed = 1;
@@ -65,6 +106,14 @@ static void
 pb_free(void *data, void *p)
 {
     (void)data;
+#ifndef ATBUS_TESTING
+    if (pb_arena_owns(p)) {
+        if (--pb_arena.live == 0) {
+            pb_arena.used = 0;
+        }
+        return;
+    }
+#endif
     atb_free(p);
 }
 
