@@ -494,6 +494,146 @@ START_TEST(test_policy_allocation_failures)
 }
 END_TEST
 
+/* ---- the public wrappers (atbus/route.h) ---- */
+
+static atbus_route_decision
+decide_public(const atbus_route_policy *p, rh_world *w, const char *s,
+              const char *d)
+{
+    atbus_route_decision dec;
+    ck_assert_int_eq(atbus_route_policy_decide(p, w->env.record(s, w),
+                                               w->env.record(d, w), w->env.attr,
+                                               w, &dec),
+                     ATBUS_OK);
+    return dec;
+}
+
+START_TEST(test_policy_public)
+{
+    rh_world w;
+    rh_world_init(&w, NULL);
+    add_world(&w);
+    atbus_route_policy *p = NULL;
+    atbus_route_error err;
+    ck_assert_int_eq(atbus_route_policy_parse("dst type=client -> deny\n"
+                                              "same labels.area.region -> "
+                                              "direct\n"
+                                              "different labels.area.region "
+                                              "-> relay encrypted\n",
+                                              &p, &err),
+                     ATBUS_OK);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq(atbus_route_policy_rules(p), 3);
+    /* The public values are the internal ones. */
+    static const struct {
+        const char *s;
+        const char *d;
+        atbus_route_action action;
+        int encrypt;
+        int rule;
+    } cases[] = {
+        {"cn-app-1", "cn-client", ATBUS_ROUTE_DENY, 0, 0},
+        {"cn-app-1", "cn-app-2", ATBUS_ROUTE_DIRECT, 0, 1},
+        {"cn-app-1", "us-app-1", ATBUS_ROUTE_VIA_RELAY, 1, 2},
+        {"cn-client", "cn-app-1", ATBUS_ROUTE_DIRECT, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        atbus_route_decision dec = decide_public(p, &w, cases[i].s, cases[i].d);
+        ck_assert_msg(
+            dec.action == cases[i].action && dec.encrypt == cases[i].encrypt &&
+                dec.rule == cases[i].rule,
+            "case %zu: %s %d %d", i, atbus_route_action_name(dec.action),
+            dec.encrypt, dec.rule);
+    }
+    /* No records or no getter: no attributes, so "different" holds. */
+    atbus_route_decision dec;
+    ck_assert_int_eq(atbus_route_policy_decide(p, NULL, NULL, NULL, NULL, &dec),
+                     ATBUS_OK);
+    ck_assert_int_eq(dec.action, ATBUS_ROUTE_VIA_RELAY);
+    ck_assert_int_eq(dec.rule, 2);
+    ck_assert_int_eq(atbus_route_policy_decide(p, NULL, NULL, NULL, NULL, NULL),
+                     ATBUS_EINVAL);
+    atbus_route_policy_free(p);
+
+    /* A new policy, and none at all: direct by default. */
+    ck_assert_int_eq(atbus_route_policy_new(&p), ATBUS_OK);
+    ck_assert_uint_eq(atbus_route_policy_rules(p), 0);
+    dec = decide_public(p, &w, "cn-app-1", "us-app-1");
+    ck_assert_int_eq(dec.action, ATBUS_ROUTE_DIRECT);
+    ck_assert_int_eq(dec.encrypt, 0);
+    ck_assert_int_eq(dec.rule, -1);
+    atbus_route_policy_free(p);
+    dec = decide_public(NULL, &w, "cn-app-1", "cn-client");
+    ck_assert_int_eq(dec.action, ATBUS_ROUTE_DIRECT);
+    ck_assert_uint_eq(atbus_route_policy_rules(NULL), 0);
+    atbus_route_policy_free(NULL);
+
+    /* Errors: the line and reason; the output is untouched. */
+    p = NULL;
+    ck_assert_int_eq(
+        atbus_route_policy_parse("any -> direct\nsame a -> fly", &p, &err),
+        ATBUS_EINVAL);
+    ck_assert_ptr_null(p);
+    ck_assert_str_eq(err.text, "line 2: unknown action 'fly'");
+    ck_assert_int_eq(atbus_route_policy_parse("any -> direct", &p, NULL),
+                     ATBUS_OK);
+    atbus_route_policy_free(p);
+    ck_assert_int_eq(atbus_route_policy_parse("x", &p, NULL), ATBUS_EINVAL);
+    ck_assert_int_eq(atbus_route_policy_parse(NULL, &p, &err), ATBUS_EINVAL);
+    ck_assert_int_eq(atbus_route_policy_parse("any -> direct", NULL, &err),
+                     ATBUS_EINVAL);
+    ck_assert_int_eq(atbus_route_policy_new(NULL), ATBUS_EINVAL);
+
+    ck_assert_str_eq(atbus_route_action_name(ATBUS_ROUTE_DIRECT), "DIRECT");
+    ck_assert_str_eq(atbus_route_action_name(ATBUS_ROUTE_VIA_RELAY),
+                     "VIA_RELAY");
+    ck_assert_str_eq(atbus_route_action_name(ATBUS_ROUTE_DENY), "DENY");
+    ck_assert_str_eq(atbus_route_action_name((atbus_route_action)0), "?");
+}
+END_TEST
+
+/* public_make builds a policy through the public API: new (which 0) or
+ * parse (which 1). */
+static int
+public_make(int which, atbus_route_policy **p, atbus_route_error *err)
+{
+    if (which == 0) {
+        return atbus_route_policy_new(p);
+    }
+    return atbus_route_policy_parse("same labels.area.region -> direct\n", p,
+                                    err);
+}
+
+/* Each allocation of new and parse, the handle's included, fails in turn:
+ * the call gives ATBUS_ENOMEM and no policy, and leaves nothing
+ * allocated; once nothing fails, the policy comes back whole. */
+START_TEST(test_policy_public_allocation_failures)
+{
+    long live = atb_alloc_live();
+    for (int which = 0; which < 2; which++) {
+        int rc = ATBUS_ENOMEM;
+        for (unsigned long n = 1; rc != ATBUS_OK; n++) {
+            ck_assert_uint_lt(n, 100);
+            atbus_route_policy *p = NULL;
+            atbus_route_error err;
+            err.text[0] = '\0';
+            atb_alloc_fail_nth(n);
+            rc = public_make(which, &p, &err);
+            int hit = atb_alloc_failed();
+            atb_alloc_fail_nth(0);
+            ck_assert_int_eq(rc, hit ? ATBUS_ENOMEM : ATBUS_OK);
+            ck_assert(hit ? p == NULL : p != NULL);
+            ck_assert_uint_eq(atbus_route_policy_rules(p), hit ? 0 : which);
+            if (hit && which == 1) {
+                ck_assert_str_eq(err.text, "out of memory");
+            }
+            atbus_route_policy_free(p);
+            ck_assert_int_eq(atb_alloc_live(), live);
+        }
+    }
+}
+END_TEST
+
 static Suite *
 policy_suite(void)
 {
@@ -508,6 +648,8 @@ policy_suite(void)
     tcase_add_test(tc, test_policy_parse_limits);
     tcase_add_test(tc, test_policy_parse_garbage);
     tcase_add_test(tc, test_policy_allocation_failures);
+    tcase_add_test(tc, test_policy_public);
+    tcase_add_test(tc, test_policy_public_allocation_failures);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,734 +1,392 @@
 /*
- * atbus-demo: a small mesh on this machine. A hub node in this process
- * listens on every channel; for each channel in turn an app node (in this
- * process for mem://, a child process for the others) sends it numbered
- * messages and pings, and reports throughput and latency. A channel
- * choice step dials the hub over several channels at once to show which
- * one the library sends over, and what it falls back to.
+ * atbus-demo: a local mesh on the embedded discovery, no outside service.
  *
- * Children are forked before this process creates any node, so none of
- * them inherits a node's threads, sockets or shared memory; each waits
- * on a pipe for the URLs of its turn, creates its own node, and writes
- * its result back on another pipe. Channels run one after another so
- * their figures do not compete for the same cores.
+ * It loads the mesh file into an atbus_registry, places every node (this
+ * process, or a child process of its own), plans each connection from the
+ * records and the direct-connect policy, starts the nodes and feeds them
+ * the routes. Then it shows, one section each:
+ *
+ *   pairs     what each app node's view says of every other: relation,
+ *             the policy's decision, next hop, channel, relays on the way;
+ *   traffic   checked streams and round trips for each kind of pair;
+ *   failover  a relay killed with SIGKILL while two streams cross it
+ *             (demo_failover.c).
+ *
+ * Every check is counted; the exit status is 0 only when all passed, and
+ * each failed one is listed at the end. docs/demo.md explains the output.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "demo.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum {
-    CH_MEM,
-    CH_SHM,
-    CH_UNIX,
-    CH_IPV4,
-    CH_IPV6,
-    CH_UDP,
-    CH_COUNT,
+/* The relay the failover section kills: it gets a spare process to come
+ * back in. */
+#define KILLED_RELAY "relay-1a.ns1"
+
+/* The pairs measured, one of each kind the plan makes. */
+static const char *const measured[][2] = {
+    {"app-1.ns1", "app-2.ns1"},
+    {"app-1.ns1", "app-3.ns1"},
+    {"app-1.ns1", "app-1.ns2"},
+    {"app-1.ns1", "console-1.ns1"},
 };
 
-static const char *const channel_names[CH_COUNT] = {
-    "mem", "shm", "unix", "ipv4", "ipv6", "udp",
-};
-
-/* Sizes of the runs: large enough that start-up costs vanish in the
- * figures, small enough that the whole demo takes seconds. --quick
- * divides them by QUICK_DIVISOR (sanitizer builds, smoke tests). */
-#define SMALL_COUNT 1000000
-#define LARGE_COUNT 100000
-#define PINGS 2000
-/* udp:// has no streams yet to repair loss: fewer messages, paced below
- * what a busy receiver drains, since a full socket buffer drops. */
-#define UDP_COUNT 20000
-#define UDP_PACE_PER_MS 50
+/* Large enough that start-up costs vanish in the figures, small enough
+ * that the whole demo takes seconds. --quick divides the counts by
+ * QUICK_DIVISOR (sanitizer builds, CI). */
+#define MESSAGES 500000
+#define PINGS 1000
 #define QUICK_DIVISOR 10
 
-/* Time an app has for all its steps, and the parent's grace on top of
- * it before the child is killed. */
-#define APP_BUDGET_US (30u * 1000000u)
-#define APP_GRACE_US (5u * 1000000u)
-/* How long a child waits for its turn, and an exiting child for the
- * parent to let go; both only matter if the parent is stuck or gone. */
-#define CHILD_IDLE_MS (300 * 1000)
-/* Waits of the parent for a peer to leave the hub, or a child to exit. */
-#define SETTLE_US (3u * 1000000u)
+static demo_run run;
 
-/* The child that runs the channel choice step. */
-#define CHILD_MULTI CH_COUNT
-
-typedef struct demo_child {
-    char name[32];
-    pid_t pid;
-    int cmd_fd; /* "go <url>...\n"; EOF tells the child to finish */
-    int res_fd; /* a demo_result */
-    int reaped;
-    int wstatus;
-} demo_child;
-
-typedef struct demo_channel {
-    const char *name;
-    char url[160];
-    int available;
-    char note[256];
-    int ran;
-    double seconds;
-    demo_result r;
-} demo_channel;
-
-static demo_channel channels[CH_COUNT];
-static demo_child children[CH_COUNT + 1];
-static unsigned divisor = 1;
-
-static const char *
-status_text(int status)
+static double
+seconds_since(uint64_t start_us)
 {
-    switch (status) {
-    case DEMO_OK:
-        return "ok";
-    case DEMO_ESETUP:
-        return "setup failed";
-    case DEMO_ENOPEER:
-        return "hub not reached";
-    case DEMO_ECHECK:
-        return "messages lost or damaged";
-    case DEMO_ETIMEOUT:
-        return "timed out";
-    case DEMO_EPEER:
-        return "hub went away";
-    case DEMO_EPIPE:
-        return "pipe to the parent failed";
-    case DEMO_EDIED:
-        return "app process ended early";
-    default:
-        return "unknown status";
+    return (double)(demo_now_us() - start_us) / 1e6;
+}
+
+/* ---- setting up ---- */
+
+static void
+print_intro(void)
+{
+    const demo_mesh *m = &run.mesh;
+    printf("atbus-demo: a local mesh on the embedded discovery, no outside "
+           "service\n(libatbus %s, pid %d)\n\n",
+           atbus_version(), (int)getpid());
+    printf("mesh file examples/discovery/local_mesh.yaml (built in): %zu "
+           "nodes, %zu routes\ndirect-connect policy "
+           "(atbus_route_policy_parse):\n",
+           m->n, atbus_registry_count(m->reg, ATBUS_REGISTRY_ROUTES));
+    const char *line = demo_policy_text;
+    while (*line != '\0') {
+        const char *nl = strchr(line, '\n');
+        int len = nl != NULL ? (int)(nl - line) : (int)strlen(line);
+        printf("  %.*s\n", len, line);
+        line += len + (nl != NULL);
     }
 }
 
-/* ---- the child side ---- */
-
-/* child_read_line reads the parent's command; returns 0 on EOF or when
- * the parent stays silent too long. */
-static int
-child_read_line(int fd, char *line, size_t size)
+static void
+print_nodes(void)
 {
-    size_t used = 0;
-    while (used + 1 < size) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, CHILD_IDLE_MS) <= 0) {
-            return 0;
+    const demo_mesh *m = &run.mesh;
+    printf("\nnodes (process \"demo\": this one; the others each run in a "
+           "child process)\n");
+    printf("  %-15s %-8s %-6s %-6s %-9s %-26s %s\n", "name", "ns", "region",
+           "kind", "process", "upstreams", "listens on");
+    for (size_t i = 0; i < m->n; i++) {
+        const demo_member *mb = &m->m[i];
+        char where[24] = "demo";
+        if (mb->own_process) {
+            snprintf(where, sizeof(where), "%d", (int)run.procs[i].pid);
         }
-        ssize_t n = read(fd, line + used, 1);
-        if (n <= 0) {
-            return 0;
+        char ups[DEMO_MAX_UPS * (DEMO_NAME_MAX + 2)] = "-";
+        size_t used = 0;
+        for (size_t k = 0; k < mb->spec.nups; k++) {
+            used += (size_t)snprintf(ups + used, sizeof(ups) - used, "%s%s",
+                                     k == 0 ? "" : ", ", mb->spec.ups[k]);
         }
-        if (line[used] == '\n') {
-            line[used] = '\0';
-            return 1;
+        printf("  %-15s %-8s %-6s %-6s %-9s %-26s %s\n", mb->name,
+               mb->rec->metadata.namespace_name,
+               demo_mesh_label(m, (int)i, "area.region"),
+               mb->client ? "client" : mb->rec->metadata.kind, where, ups,
+               mb->spec.nlisten > 0 ? mb->spec.listen[0] : "-");
+        for (size_t k = 1; k < mb->spec.nlisten; k++) {
+            printf("  %-75s %s\n", "", mb->spec.listen[k]);
         }
-        used++;
     }
+}
+
+static void
+print_links(void)
+{
+    const demo_mesh *m = &run.mesh;
+    printf("\nlinks: each node dials its upstreams (a client's upstream "
+           "dials it); app nodes\ndial each other where the policy allows; "
+           "atbus_select_gateway picks the address\n");
+    for (size_t i = 0; i < m->nlinks; i++) {
+        const demo_link *k = &m->links[i];
+        const char *what = "direct";
+        if (k->upstream > 0) {
+            int client = m->m[k->listener].client;
+            what = k->upstream == 1
+                       ? (client ? "to the client under it" : "to its upstream")
+                       : (client ? "to the client, as backup"
+                                 : "to its backup upstream");
+        }
+        printf("  %-15s -> %-15s %-23s %s\n", m->m[k->dialer].name,
+               m->m[k->listener].name, what, k->url);
+    }
+}
+
+/* spawn_children forks a process for every member that runs in its own,
+ * and a spare for the relay that the failover section kills. */
+static int
+spawn_children(pid_t *pids)
+{
+    demo_mesh *m = &run.mesh;
+    for (size_t i = 0; i < m->n; i++) {
+        pids[i] = getpid();
+        if (!m->m[i].own_process) {
+            continue;
+        }
+        if (demo_proc_spawn(&run.procs[i], m->m[i].name) != 0) {
+            fprintf(stderr, "atbus-demo: cannot start %s: %s\n", m->m[i].name,
+                    strerror(errno));
+            return -1;
+        }
+        pids[i] = run.procs[i].pid;
+    }
+    int k = demo_mesh_find(m, KILLED_RELAY);
+    if (k < 0 || !m->m[k].own_process) {
+        fprintf(stderr,
+                "atbus-demo: the mesh file has no %s in a process of its "
+                "own\n",
+                KILLED_RELAY);
+        return -1;
+    }
+    if (demo_proc_spawn(&run.spare, KILLED_RELAY) != 0) {
+        fprintf(stderr, "atbus-demo: cannot start a spare process: %s\n",
+                strerror(errno));
+        return -1;
+    }
+    run.second_of = k;
     return 0;
 }
 
-/* child_linger keeps the node alive (pings answered) until the parent
- * closes the command pipe, so the parent can inspect the hub's view of
- * this app before it leaves. */
-static void
-child_linger(demo_app *app, int cmd_fd)
-{
-    uint64_t end = demo_now_us() + (uint64_t)CHILD_IDLE_MS * 1000;
-    while (demo_now_us() < end) {
-        struct pollfd p = {.fd = cmd_fd, .events = POLLIN};
-        if (poll(&p, 1, 0) != 0) {
-            return;
-        }
-        demo_app_pump(app, 10);
-    }
-}
-
-static void
-plan_for(int ch, demo_plan *plan)
-{
-    *plan = (demo_plan){
-        .small_count = SMALL_COUNT / divisor,
-        .large_count = LARGE_COUNT / divisor,
-        .pings = (int)(PINGS / divisor),
-    };
-    if (ch == CH_UDP) {
-        /* 1 KiB fits a datagram, but without fragmentation (streams,
-         * later) only 64 B stays well under every path's MTU. */
-        plan->small_count = UDP_COUNT / divisor;
-        plan->large_count = 0;
-        plan->lossy = 1;
-        plan->pace_per_ms = UDP_PACE_PER_MS;
-    }
-}
-
-static void
-child_main(int index, int cmd_fd, int res_fd)
-{
-    char line[1024];
-    if (!child_read_line(cmd_fd, line, sizeof(line)) ||
-        strncmp(line, "go ", 3) != 0) {
-        /* No turn for this channel (not available here). */
-        exit(DEMO_OK);
-    }
-    const char *urls[CH_COUNT];
-    size_t n = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(line + 3, " ", &save);
-         tok != NULL && n < CH_COUNT; tok = strtok_r(NULL, " ", &save)) {
-        urls[n++] = tok;
-    }
-    demo_result r;
-    memset(&r, 0, sizeof(r));
-    r.status = DEMO_ESETUP;
-    snprintf(r.error, sizeof(r.error), "no URL to dial");
-    demo_app *app = NULL;
-    uint64_t deadline = demo_now_us() + APP_BUDGET_US;
-    if (n > 0 &&
-        demo_app_new(&app, children[index].name, NULL, &r) == ATBUS_OK) {
-        if (index == CHILD_MULTI) {
-            demo_app_choice(app, urls, n, deadline, &r);
-        } else {
-            demo_plan plan;
-            plan_for(index, &plan);
-            demo_app_bench(app, urls[0], &plan, deadline, &r);
-        }
-    }
-    const char *p = (const char *)&r;
-    size_t left = sizeof(r);
-    while (left > 0) {
-        ssize_t w = write(res_fd, p, left);
-        if (w < 0 && errno == EINTR) {
-            continue;
-        }
-        if (w <= 0) {
-            r.status = DEMO_EPIPE;
-            break;
-        }
-        p += w;
-        left -= (size_t)w;
-    }
-    if (app != NULL) {
-        child_linger(app, cmd_fd);
-    }
-    demo_app_free(app);
-    close(cmd_fd);
-    close(res_fd);
-    exit(r.status);
-}
-
 static int
-child_spawn(int index, const char *name)
+start_mesh(void)
 {
-    demo_child *c = &children[index];
-    snprintf(c->name, sizeof(c->name), "%s", name);
-    int cmd[2];
-    int res[2];
-    if (pipe(cmd) != 0) {
-        return -1;
-    }
-    if (pipe(res) != 0) {
-        close(cmd[0]);
-        close(cmd[1]);
-        return -1;
-    }
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(cmd[0]);
-        close(cmd[1]);
-        close(res[0]);
-        close(res[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        close(cmd[1]);
-        close(res[0]);
-        /* A sibling's pipe held open here would hide its EOF. */
-        for (int i = 0; i <= CH_COUNT; i++) {
-            if (children[i].pid > 0) {
-                close(children[i].cmd_fd);
-                close(children[i].res_fd);
-            }
+    demo_mesh *m = &run.mesh;
+    uint64_t start = demo_now_us();
+    for (size_t i = 0; i < m->n; i++) {
+        int ok =
+            m->m[i].own_process
+                ? demo_proc_start(&run.procs[i], &m->m[i].spec) == 0
+                : demo_node_start(&run.nodes[i], &m->m[i].spec) == ATBUS_OK;
+        if (!demo_check(&run, ok, "setup: %s: %s", m->m[i].name,
+                        m->m[i].own_process ? "its process is gone"
+                                            : run.nodes[i].error)) {
+            return -1;
         }
-        child_main(index, cmd[0], res[1]);
     }
-    close(cmd[0]);
-    close(res[1]);
-    fcntl(res[0], F_SETFL, fcntl(res[0], F_GETFL) | O_NONBLOCK);
-    c->pid = pid;
-    c->cmd_fd = cmd[1];
-    c->res_fd = res[0];
+    char why[256] = "";
+    if (!demo_check(
+            &run, demo_run_ready(&run, DEMO_MESH_UP_MS, why, sizeof(why)) == 0,
+            "setup: the mesh did not come up in %d s: %s",
+            DEMO_MESH_UP_MS / 1000, why)) {
+        return -1;
+    }
+    printf("\nmesh up in %.2f s: %zu nodes, %zu links; every node was fed "
+           "the %zu routes\n(atbus_node_route_set)\n",
+           seconds_since(start), m->n, m->nlinks,
+           atbus_registry_count(m->reg, ATBUS_REGISTRY_ROUTES));
     return 0;
 }
 
-/* ---- the parent side ---- */
+/* ---- pairs ---- */
 
-/* pump_hub turns the hub's loop for up to ms milliseconds. */
-static void
-pump_hub(demo_hub *hub, int ms)
-{
-    uint64_t end = demo_now_us() + (uint64_t)ms * 1000;
-    do {
-        atbus_node_poll(demo_hub_node(hub), 1);
-    } while (demo_now_us() < end);
-}
+/* Why a pair is relayed when its policy line alone would not say. */
+static const char *const notes[] = {
+    "allowed this way, but denied the other way, and a client never dials",
+    "no gateway of the destination accepts the source",
+};
 
-/* child_finish closes the child's command pipe and waits for it to exit,
- * keeping the hub turning so the child's goodbye is processed; a child
- * that hangs is killed. */
 static void
-child_finish(demo_hub *hub, demo_child *c)
+show_pair(const demo_pair *p, int *noted)
 {
-    if (c->pid <= 0 || c->reaped) {
+    demo_mesh *m = &run.mesh;
+    const char *src = m->m[p->src].name;
+    const char *dst = m->m[p->dst].name;
+    demo_hop h;
+    demo_run_hop(&run, p->src, dst, &h);
+    atbus_relation want = 0;
+    atbus_route_registry_relation(m->routes, src, dst, &want);
+    char path[256];
+    int relays = demo_run_trace(&run, p->src, dst, path, sizeof(path));
+    char hop[96];
+    demo_hop_text(&h, hop, sizeof(hop));
+    const demo_link *link = p->link >= 0 ? &m->links[p->link] : NULL;
+    char plan[16] = "direct";
+    if (link == NULL) {
+        int note = -1;
+        if (strcmp(p->why, "denied") == 0 &&
+            p->decision.action == ATBUS_ROUTE_DIRECT) {
+            note = 0;
+        } else if (strcmp(p->why, "no gateway") == 0) {
+            note = 1;
+        }
+        snprintf(plan, sizeof(plan), "relays%s",
+                 note == 0   ? " (a)"
+                 : note == 1 ? " (b)"
+                             : "");
+        if (note >= 0) {
+            noted[note] = 1;
+        }
+    }
+    char relays_text[12] = "-";
+    if (relays >= 0) {
+        snprintf(relays_text, sizeof(relays_text), "%d", relays);
+    }
+    printf("  %-13s %-13s %-20s %-9s %-10s %-36s %-7s %s\n", src, dst,
+           h.relation_rc == ATBUS_OK ? atbus_relation_name(h.relation)
+                                     : atbus_err_name(h.relation_rc),
+           atbus_route_action_name(p->decision.action), plan, hop, h.channel,
+           relays_text);
+
+    demo_check(&run, h.relation_rc == ATBUS_OK && h.relation == want,
+               "pairs: %s -> %s: the node says %s, the records %s", src, dst,
+               atbus_relation_name(h.relation), atbus_relation_name(want));
+    if (!demo_check(
+            &run, h.rc == ATBUS_OK && h.state == ATBUS_HOP_READY && relays >= 0,
+            "pairs: %s -> %s: next hop %s, path %s", src, dst, hop, path)) {
         return;
     }
-    if (c->cmd_fd >= 0) {
-        close(c->cmd_fd);
-        c->cmd_fd = -1;
-    }
-    uint64_t end = demo_now_us() + SETTLE_US;
-    while (demo_now_us() < end) {
-        pid_t w = waitpid(c->pid, &c->wstatus, WNOHANG);
-        if (w == c->pid || (w < 0 && errno != EINTR)) {
-            c->reaped = 1;
-            break;
-        }
-        if (hub != NULL) {
-            pump_hub(hub, 5);
-        } else {
-            (void)poll(NULL, 0, 5);
-        }
-    }
-    if (!c->reaped) {
-        kill(c->pid, SIGKILL);
-        waitpid(c->pid, &c->wstatus, 0);
-        c->reaped = 1;
-    }
-    close(c->res_fd);
-    c->res_fd = -1;
-}
-
-/* child_describe explains how a child ended, for a failure message. */
-static void
-child_describe(const demo_child *c, char *buf, size_t size)
-{
-    if (WIFEXITED(c->wstatus)) {
-        snprintf(buf, size, "%s exited with status %d (%s)", c->name,
-                 WEXITSTATUS(c->wstatus), status_text(WEXITSTATUS(c->wstatus)));
-    } else if (WIFSIGNALED(c->wstatus)) {
-        snprintf(buf, size, "%s was killed by signal %d", c->name,
-                 WTERMSIG(c->wstatus));
+    if (link != NULL) {
+        const char *scheme = demo_scheme_name(link->scheme);
+        demo_check(&run,
+                   h.kind == ATBUS_HOP_DIRECT && strcmp(h.peer, dst) == 0 &&
+                       strcmp(h.channel, scheme) == 0,
+                   "pairs: %s -> %s: planned direct over %s, next hop %s over "
+                   "%s",
+                   src, dst, scheme, hop, h.channel);
     } else {
-        snprintf(buf, size, "%s ended oddly (wait status %#x)", c->name,
-                 (unsigned)c->wstatus);
+        demo_check(&run, h.kind != ATBUS_HOP_DIRECT && relays >= 1,
+                   "pairs: %s -> %s: planned through relays, next hop %s", src,
+                   dst, hop);
     }
 }
 
-/* child_run hands the child its URLs and turns the hub until the child's
- * result arrives. Returns the elapsed seconds; r holds the result or the
- * reason there is none. */
-static double
-child_run(demo_hub *hub, demo_child *c, const char *const *urls, size_t n,
-          demo_result *r)
+static void
+show_pairs(void)
 {
-    memset(r, 0, sizeof(*r));
-    r->large_mb_s = -1;
-    char line[1024] = "go";
-    for (size_t i = 0; i < n; i++) {
-        strncat(line, " ", sizeof(line) - strlen(line) - 1);
-        strncat(line, urls[i], sizeof(line) - strlen(line) - 1);
+    const demo_mesh *m = &run.mesh;
+    printf("\npairs, as the source sees them: atbus_node_relation, the "
+           "policy's decision, the\nlink planned, atbus_node_next_hop, the "
+           "channel to the next hop (atbus_node_peer),\nand the relays on the "
+           "way (each node's next hop, followed to the end)\n");
+    printf("  %-13s %-13s %-20s %-9s %-10s %-36s %-7s %s\n", "source",
+           "destination", "relation", "policy", "link", "next hop", "channel",
+           "relays");
+    int noted[2] = {0, 0};
+    for (size_t i = 0; i < m->npairs; i++) {
+        if (i > 0 && m->pairs[i].src != m->pairs[i - 1].src) {
+            printf("\n");
+        }
+        show_pair(&m->pairs[i], noted);
     }
-    strncat(line, "\n", sizeof(line) - strlen(line) - 1);
-    uint64_t start = demo_now_us();
-    if (write(c->cmd_fd, line, strlen(line)) != (ssize_t)strlen(line)) {
-        child_finish(hub, c);
-        child_describe(c, r->error, sizeof(r->error));
-        r->status = DEMO_EDIED;
-        return 0;
+    for (size_t i = 0; i < 2; i++) {
+        if (noted[i]) {
+            printf("  (%c) %s\n", (int)('a' + i), notes[i]);
+        }
     }
-    uint64_t deadline = start + APP_BUDGET_US + APP_GRACE_US;
-    uint64_t next_check = 0;
-    size_t got = 0;
-    int eof = 0;
-    while (got < sizeof(*r) && !eof) {
-        /* The hub's loop wakes on traffic; the pipe is looked at every
-         * few milliseconds, which costs the figures nothing. */
-        atbus_node_poll(demo_hub_node(hub), 2);
-        uint64_t now = demo_now_us();
-        if (now < next_check) {
+}
+
+/* ---- traffic ---- */
+
+static void
+show_traffic(void)
+{
+    demo_mesh *m = &run.mesh;
+    uint64_t count = MESSAGES / run.divisor;
+    int pings = (int)(PINGS / run.divisor);
+    printf("\ntraffic: per pair %" PRIu64 " messages of %d B as fast as "
+           "atbus_node_send takes them,\nthen %d round trips of 64 B one at a "
+           "time; the receiver checks every message's\nnumber and bytes: in "
+           "order, exactly once, intact (MB = 10^6 B of payload)\n",
+           count, DEMO_MESSAGE_SIZE, pings);
+    for (size_t i = 0; i < sizeof(measured) / sizeof(measured[0]); i++) {
+        const char *src = measured[i][0];
+        const char *dst = measured[i][1];
+        int s = demo_mesh_find(m, src);
+        demo_node *node = demo_run_node(&run, src);
+        if (!demo_check(&run,
+                        s >= 0 && node != NULL && demo_mesh_find(m, dst) >= 0,
+                        "traffic: %s -> %s: not both in the mesh file, or %s "
+                        "not in this process",
+                        src, dst, src)) {
             continue;
         }
-        next_check = now + 10000;
-        ssize_t k = read(c->res_fd, (char *)r + got, sizeof(*r) - got);
-        if (k > 0) {
-            got += (size_t)k;
-        } else if (k == 0 || (errno != EAGAIN && errno != EINTR)) {
-            eof = 1;
-        } else if (now >= deadline) {
-            kill(c->pid, SIGKILL);
-            break;
-        }
-    }
-    double secs = (double)(demo_now_us() - start) / 1e6;
-    if (got < sizeof(*r)) {
-        child_finish(hub, c);
-        memset(r, 0, sizeof(*r));
-        r->large_mb_s = -1;
-        r->status = eof ? DEMO_EDIED : DEMO_ETIMEOUT;
-        if (eof) {
-            child_describe(c, r->error, sizeof(r->error));
+        char path[256];
+        int relays = demo_run_trace(&run, s, dst, path, sizeof(path));
+        demo_hop h;
+        demo_run_hop(&run, s, dst, &h);
+        if (relays == 0) {
+            printf("\n  %s -> %s, direct over %s\n", src, dst, h.channel);
         } else {
-            snprintf(r->error, sizeof(r->error),
-                     "%s gave no result in %u s and was killed", c->name,
-                     (APP_BUDGET_US + APP_GRACE_US) / 1000000u);
+            printf("\n  %s -> %s, through %d relay%s over %s: %s\n", src, dst,
+                   relays, relays == 1 ? "" : "s", h.channel, path);
         }
-    }
-    return secs;
-}
-
-/* wait_peer_gone turns the hub until it no longer knows peer, so each run
- * starts from a quiet hub. */
-static void
-wait_peer_gone(demo_hub *hub, const char *peer)
-{
-    atbus_peer_info info;
-    uint64_t end = demo_now_us() + SETTLE_US;
-    while (atbus_node_peer(demo_hub_node(hub), peer, &info) == ATBUS_OK &&
-           demo_now_us() < end) {
-        atbus_node_poll(demo_hub_node(hub), 5);
-    }
-}
-
-/* hub_view waits until the hub reaches peer over `connections`
- * connections and copies the channel it sends over; "" if it never
- * does. */
-static void
-hub_view(demo_hub *hub, const char *peer, size_t connections, char *channel,
-         size_t size)
-{
-    channel[0] = '\0';
-    uint64_t end = demo_now_us() + SETTLE_US;
-    while (demo_now_us() < end) {
-        atbus_peer_info info;
-        if (atbus_node_peer(demo_hub_node(hub), peer, &info) == ATBUS_OK &&
-            info.connections == connections) {
-            snprintf(channel, size, "%s", info.channel);
-            return;
-        }
-        atbus_node_poll(demo_hub_node(hub), 5);
-    }
-}
-
-/* free_port asks the kernel for an unused loopback port. Another process
- * may take it before the hub binds; the caller retries on EADDRINUSE. */
-static int
-free_port(int family, int type)
-{
-    int fd = socket(family, type, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    socklen_t len;
-    if (family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_addr = in6addr_loopback;
-        len = sizeof(*s6);
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-        s4->sin_family = AF_INET;
-        s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        len = sizeof(*s4);
-    }
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&ss, len) == 0 &&
-        getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-        port =
-            ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                     : ((struct sockaddr_in *)&ss)->sin_port);
-    }
-    close(fd);
-    return port;
-}
-
-/* hub_listen_channel puts the hub on channel ch. A channel this machine
- * or build lacks is noted and skipped; any other refusal is a failure. */
-static int
-hub_listen_channel(demo_hub *hub, int ch)
-{
-    demo_channel *c = &channels[ch];
-    int pid = (int)getpid();
-    int rc = ATBUS_OK;
-    for (int attempt = 0; attempt < 5; attempt++) {
-        int port = 0;
-        if (ch == CH_IPV4 || ch == CH_UDP) {
-            port = free_port(AF_INET, ch == CH_UDP ? SOCK_DGRAM : SOCK_STREAM);
-        } else if (ch == CH_IPV6) {
-            port = free_port(AF_INET6, SOCK_STREAM);
-            if (port < 0) {
-                snprintf(c->note, sizeof(c->note),
-                         "skipped: ::1 is not available on this machine");
-                return 0;
-            }
-        }
-        switch (ch) {
-        case CH_MEM:
-            snprintf(c->url, sizeof(c->url), "mem://demo-hub-%d", pid);
-            break;
-        case CH_SHM:
-            snprintf(c->url, sizeof(c->url), "shm://demo-hub-%d", pid);
-            break;
-        case CH_UNIX:
-            snprintf(c->url, sizeof(c->url), "unix:///tmp/atbus-demo-%d.sock",
-                     pid);
-            break;
-        case CH_IPV4:
-            snprintf(c->url, sizeof(c->url), "ipv4://127.0.0.1:%d", port);
-            break;
-        case CH_IPV6:
-            snprintf(c->url, sizeof(c->url), "ipv6://[::1]:%d", port);
-            break;
-        default:
-            snprintf(c->url, sizeof(c->url), "udp://127.0.0.1:%d", port);
-            break;
-        }
-        rc = demo_hub_listen(hub, c->url);
-        if (rc != ATBUS_EADDRINUSE || port == 0) {
-            break;
-        }
-    }
-    if (rc == ATBUS_OK) {
-        c->available = 1;
-        return 0;
-    }
-    if (ch == CH_SHM && rc == ATBUS_ENOTSUP) {
-        snprintf(c->note, sizeof(c->note),
-                 "skipped: shm:// is not in this build of the library");
-        return 0;
-    }
-    if (ch == CH_IPV6 && rc == ATBUS_EADDRINVAL) {
-        snprintf(c->note, sizeof(c->note),
-                 "skipped: ::1 is not available on this machine");
-        return 0;
-    }
-    char url[sizeof(c->url)];
-    memcpy(url, c->url, sizeof(url));
-    snprintf(c->note, sizeof(c->note), "FAILED: listen on %s: %s", url,
-             atbus_strerror(rc));
-    return -1;
-}
-
-/* run_mem runs the mem:// pair: both nodes in this thread. */
-static double
-run_mem(demo_hub *hub, demo_result *r)
-{
-    uint64_t start = demo_now_us();
-    demo_app *app;
-    if (demo_app_new(&app, "app-mem", demo_hub_node(hub), r) == ATBUS_OK) {
-        demo_plan plan;
-        plan_for(CH_MEM, &plan);
-        demo_app_bench(app, channels[CH_MEM].url, &plan, start + APP_BUDGET_US,
-                       r);
-        demo_app_free(app);
-    }
-    wait_peer_gone(hub, "app-mem");
-    return (double)(demo_now_us() - start) / 1e6;
-}
-
-/* The channel choice step and what it showed. */
-typedef struct demo_choice {
-    const char *who;
-    char dialed[64];
-    demo_result r;
-    char hub_sees[8];
-} demo_choice;
-
-static void
-choice_dialed(demo_choice *c, const int *chs, size_t n, const char **urls)
-{
-    c->dialed[0] = '\0';
-    for (size_t i = 0; i < n; i++) {
-        urls[i] = channels[chs[i]].url;
-        strncat(c->dialed, i > 0 ? "+" : "",
-                sizeof(c->dialed) - strlen(c->dialed) - 1);
-        strncat(c->dialed, channels[chs[i]].name,
-                sizeof(c->dialed) - strlen(c->dialed) - 1);
-    }
-}
-
-static int
-run_choice(demo_hub *hub, demo_choice *local, demo_choice *multi)
-{
-    int failed = 0;
-    /* In this process: tcp and mem, and mem must win. */
-    const char *urls[CH_COUNT];
-    int local_chs[] = {CH_IPV4, CH_MEM};
-    local->who = "app-local (this process)";
-    choice_dialed(local, local_chs, 2, urls);
-    demo_app *app;
-    if (demo_app_new(&app, "app-local", demo_hub_node(hub), &local->r) ==
-        ATBUS_OK) {
-        demo_app_choice(app, urls, 2, demo_now_us() + APP_BUDGET_US, &local->r);
-        if (local->r.status == DEMO_OK) {
-            hub_view(hub, "app-local", local->r.fallback_connections,
-                     local->hub_sees, sizeof(local->hub_sees));
-        }
-        demo_app_free(app);
-    }
-    wait_peer_gone(hub, "app-local");
-    failed |= local->r.status != DEMO_OK;
-
-    /* Another process: tcp, unix and shm; shm must win, then unix. */
-    int multi_chs[3];
-    size_t n = 0;
-    multi_chs[n++] = CH_IPV4;
-    multi_chs[n++] = CH_UNIX;
-    if (channels[CH_SHM].available) {
-        multi_chs[n++] = CH_SHM;
-    }
-    multi->who = "app-multi (child process)";
-    choice_dialed(multi, multi_chs, n, urls);
-    demo_child *c = &children[CHILD_MULTI];
-    child_run(hub, c, urls, n, &multi->r);
-    if (multi->r.status == DEMO_OK) {
-        hub_view(hub, c->name, multi->r.fallback_connections, multi->hub_sees,
-                 sizeof(multi->hub_sees));
-    }
-    child_finish(hub, c);
-    wait_peer_gone(hub, c->name);
-    if (multi->r.status == DEMO_OK && WIFEXITED(c->wstatus) &&
-        WEXITSTATUS(c->wstatus) != 0) {
-        multi->r.status = WEXITSTATUS(c->wstatus);
-        child_describe(c, multi->r.error, sizeof(multi->r.error));
-    }
-    failed |= multi->r.status != DEMO_OK;
-    return failed;
-}
-
-/* ---- output ---- */
-
-static void
-print_choice(const demo_choice *c)
-{
-    if (c->who == NULL) {
-        return;
-    }
-    if (c->r.status != DEMO_OK) {
-        printf("  %-26s dialed %-14s FAILED: %s\n", c->who, c->dialed,
-               c->r.error);
-        return;
-    }
-    printf("  %-26s dialed %-14s -> %zu connections, sends over %s\n", c->who,
-           c->dialed, c->r.connections, c->r.chosen);
-    int agree = strcmp(c->hub_sees, c->r.fallback) == 0;
-    printf("  %-26s dropped %-13s -> %zu connection%s, sends over %s; "
-           "hub sends over %s%s\n",
-           "", c->r.dropped, c->r.fallback_connections,
-           c->r.fallback_connections == 1 ? "" : "s", c->r.fallback,
-           c->hub_sees[0] != '\0' ? c->hub_sees : "?",
-           agree ? "" : " (DISAGREE)");
-}
-
-static void
-print_table(void)
-{
-    printf("\n%u x 64 B, %u x 1 KiB messages; payload from the first send "
-           "until the hub confirms the last (MB = 10^6 B); rtt: %u ping-pongs "
-           "of 64 B\n\n",
-           SMALL_COUNT / divisor, LARGE_COUNT / divisor, PINGS / divisor);
-    printf("%-7s %-14s %-6s %11s %9s %10s %11s %11s  %s\n", "channel", "pair",
-           "chosen", "64B msgs/s", "64B MB/s", "1KiB MB/s", "rtt p50 us",
-           "rtt p99 us", "notes");
-    for (int i = 0; i < CH_COUNT; i++) {
-        const demo_channel *c = &channels[i];
-        char pair[32];
-        snprintf(pair, sizeof(pair), "hub<->app-%s", c->name);
-        if (!c->ran) {
-            printf("%-7s %-14s %-6s %11s %9s %10s %11s %11s  %s\n", c->name,
-                   pair, "-", "-", "-", "-", "-", "-", c->note);
+        fflush(stdout);
+        demo_measure r;
+        int rc = demo_measure_pair(node, dst, count, DEMO_MESSAGE_SIZE, pings,
+                                   demo_now_us() + DEMO_STEP_BUDGET_US, &r);
+        if (!demo_check(&run, rc == 0, "traffic: %s -> %s: %s", src, dst,
+                        r.error)) {
+            printf("    FAILED: %s\n", r.error);
             continue;
         }
-        const demo_result *r = &c->r;
-        if (r->status != DEMO_OK) {
-            printf("%-7s %-14s %-6s %11s %9s %10s %11s %11s  FAILED: %s\n",
-                   c->name, pair, r->chosen[0] ? r->chosen : "-", "-", "-", "-",
-                   "-", "-", r->error);
-            continue;
-        }
-        char large[16] = "-";
-        if (r->large_mb_s >= 0) {
-            snprintf(large, sizeof(large), "%.1f", r->large_mb_s);
-        }
-        char notes[160];
-        if (i == CH_MEM) {
-            snprintf(notes, sizeof(notes), "same process, one thread");
-        } else if (i == CH_UDP) {
-            snprintf(notes, sizeof(notes),
-                     "paced to %d msgs/ms; lost %llu of %llu (%.2f%%), "
-                     "pings lost %d",
-                     UDP_PACE_PER_MS, (unsigned long long)r->small_lost,
-                     (unsigned long long)r->small_sent,
-                     r->small_sent
-                         ? 100.0 * (double)r->small_lost / (double)r->small_sent
-                         : 0.0,
-                     r->pings_lost);
-        } else {
-            snprintf(notes, sizeof(notes), "separate processes");
-        }
-        printf("%-7s %-14s %-6s %11.0f %9.1f %10s %11.1f %11.1f  %s\n", c->name,
-               pair, r->chosen, r->small_msgs_s, r->small_mb_s, large,
-               r->rtt_p50_us, r->rtt_p99_us, notes);
+        printf("    %.0f msgs/s, %.1f MB/s; rtt p50 %.0f us, p99 %.0f us; "
+               "%" PRIu64 " received in order, none damaged\n",
+               r.msgs_s, r.mb_s, r.rtt_p50_us, r.rtt_p99_us, r.seen.received);
     }
 }
+
+/* ---- main ---- */
 
 static void
 usage(FILE *out)
 {
     fprintf(out,
             "usage: atbus-demo [--quick]\n"
-            "Runs a hub and one app node per channel (mem, shm, unix, ipv4,\n"
-            "ipv6, udp) on this machine, prints throughput and latency per\n"
-            "channel and which channel the library picks. Exits 0 when every\n"
-            "available channel delivered every message intact.\n"
+            "Runs a local mesh on the embedded discovery: relays and app "
+            "nodes of two\nregions, planned from "
+            "examples/discovery/local_mesh.yaml (built in). Prints\neach "
+            "pair's relation, next hop and channel, traffic figures, and "
+            "what\nhappens when a relay is killed. Exits 0 only when every "
+            "check passed.\n"
             "  --quick  a tenth of the messages (for sanitizer builds)\n");
 }
 
-/* report_failures repeats every failure on stderr, one line each, so a
- * failed run says why at its very end. */
+/* finish_all frees this process's nodes and ends the children; a child
+ * that was not killed must have exited cleanly. */
 static void
-report_failures(const demo_choice *local, const demo_choice *multi)
+finish_all(void)
 {
-    const demo_choice *choices[] = {multi, local};
-    for (size_t i = 0; i < 2; i++) {
-        if (choices[i]->who != NULL && choices[i]->r.status != DEMO_OK) {
-            fprintf(stderr, "  channel choice, %s: %s\n", choices[i]->who,
-                    choices[i]->r.error);
+    demo_mesh *m = &run.mesh;
+    for (size_t i = 0; i < m->n; i++) {
+        if (run.nodes[i].node != NULL) {
+            demo_node_free(&run.nodes[i]);
         }
     }
-    for (int i = 0; i < CH_COUNT; i++) {
-        const demo_channel *c = &channels[i];
-        if (c->ran && c->r.status != DEMO_OK) {
-            fprintf(stderr, "  %s: %s\n", c->name, c->r.error);
-        } else if (!c->available && strncmp(c->note, "FAILED", 6) == 0) {
-            fprintf(stderr, "  %s: %s\n", c->name, c->note);
+    demo_proc *all[DEMO_MAX_NODES + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        if (run.procs[i].pid > 0) {
+            all[n++] = &run.procs[i];
         }
+    }
+    if (run.spare.pid > 0) {
+        all[n++] = &run.spare;
+    }
+    for (size_t i = 0; i < n; i++) {
+        demo_proc_finish(all[i]);
+        char how[160];
+        demo_proc_describe(all[i], how, sizeof(how));
+        demo_check(&run,
+                   all[i]->killed || (WIFEXITED(all[i]->wstatus) &&
+                                      WEXITSTATUS(all[i]->wstatus) == 0),
+                   "exit: %s", how);
     }
 }
 
@@ -740,138 +398,56 @@ main(int argc, char **argv)
         usage(help ? stdout : stderr);
         return help ? 0 : 2;
     }
-    if (argc == 2) {
-        divisor = QUICK_DIVISOR;
-    }
+    run.divisor = argc == 2 ? QUICK_DIVISOR : 1;
+    run.second_of = -1;
     uint64_t start = demo_now_us();
-    /* A child that dies turns writes to its pipe into EPIPE, not a
-     * signal that would end the whole demo. */
+    /* A killed child turns writes to its pipe into EPIPE, not a signal
+     * that would end the demo. */
     signal(SIGPIPE, SIG_IGN);
-    for (int i = 0; i < CH_COUNT; i++) {
-        channels[i].name = channel_names[i];
-    }
-    for (int i = 0; i <= CH_COUNT; i++) {
-        children[i].cmd_fd = -1;
-        children[i].res_fd = -1;
-    }
-    int failed = 0;
-    for (int i = CH_SHM; i <= CHILD_MULTI && !failed; i++) {
-        char name[32];
-        snprintf(name, sizeof(name), "app-%s",
-                 i == CHILD_MULTI ? "multi" : channel_names[i]);
-        if (child_spawn(i, name) != 0) {
-            fprintf(stderr, "atbus-demo: cannot start %s: %s\n", name,
-                    strerror(errno));
-            failed = 1;
-        }
-    }
-    demo_hub *hub = NULL;
-    if (!failed) {
-        int rc = demo_hub_new(&hub);
-        if (rc != ATBUS_OK) {
-            fprintf(stderr, "atbus-demo: cannot create the hub node: %s\n",
-                    atbus_strerror(rc));
-            failed = 1;
-        }
-    }
-    if (failed) {
-        for (int i = CH_SHM; i <= CHILD_MULTI; i++) {
-            child_finish(NULL, &children[i]);
-        }
-        demo_hub_free(hub);
+    if (demo_mesh_load(&run.mesh) != 0) {
+        fprintf(stderr, "atbus-demo: FAILED: %s\n", run.mesh.error);
+        demo_mesh_free(&run.mesh);
         return 1;
     }
-
-    printf("atbus-demo: a hub node and one app node per channel, all on "
-           "this machine\n(libatbus %s, pid %d)\n\nhub listens on:\n",
-           atbus_version(), (int)getpid());
-    for (int i = 0; i < CH_COUNT; i++) {
-        failed |= hub_listen_channel(hub, i) != 0;
-        printf("  %-6s %s\n", channels[i].name,
-               channels[i].available ? channels[i].url : channels[i].note);
-    }
-
-    printf("\nrunning, one step at a time:\n  choice ");
-    fflush(stdout);
-    demo_choice local;
-    demo_choice multi;
-    memset(&local, 0, sizeof(local));
-    memset(&multi, 0, sizeof(multi));
-    uint64_t step = demo_now_us();
-    if (channels[CH_MEM].available && channels[CH_IPV4].available &&
-        channels[CH_UNIX].available) {
-        int choice_failed = run_choice(hub, &local, &multi);
-        failed |= choice_failed;
-        printf("%s (%.2f s)\n", choice_failed ? "FAILED" : "ok",
-               (double)(demo_now_us() - step) / 1e6);
-    } else {
-        failed = 1;
-        printf("FAILED: needs mem, unix and ipv4\n");
-        child_finish(hub, &children[CHILD_MULTI]);
-    }
-
-    for (int i = 0; i < CH_COUNT; i++) {
-        demo_channel *c = &channels[i];
-        if (!c->available) {
-            if (i != CH_MEM) {
-                child_finish(hub, &children[i]);
-            }
-            continue;
+    print_intro();
+    pid_t pids[DEMO_MAX_NODES];
+    if (spawn_children(pids) != 0 || demo_mesh_place(&run.mesh, pids) != 0 ||
+        demo_mesh_plan(&run.mesh) != 0) {
+        if (run.mesh.error[0] != '\0') {
+            fprintf(stderr, "atbus-demo: FAILED: %s\n", run.mesh.error);
         }
-        printf("  %-6s ", c->name);
-        fflush(stdout);
-        c->ran = 1;
-        if (i == CH_MEM) {
-            c->seconds = run_mem(hub, &c->r);
-        } else {
-            const char *url = c->url;
-            c->seconds = child_run(hub, &children[i], &url, 1, &c->r);
-            child_finish(hub, &children[i]);
-            wait_peer_gone(hub, children[i].name);
-            if (c->r.status == DEMO_OK && WIFEXITED(children[i].wstatus) &&
-                WEXITSTATUS(children[i].wstatus) != 0) {
-                c->r.status = WEXITSTATUS(children[i].wstatus);
-                child_describe(&children[i], c->r.error, sizeof(c->r.error));
-            }
-        }
-        printf("%s (%.2f s)\n",
-               c->r.status == DEMO_OK ? "ok" : status_text(c->r.status),
-               c->seconds);
-        failed |= c->r.status != DEMO_OK;
-    }
-
-    print_table();
-    printf("\nChannel choice: both ends send over their best registered "
-           "connection\n(mem > shm > unix > ipv4/ipv6 > udp); dropping it "
-           "moves sends to the next.\n");
-    print_choice(&multi);
-    print_choice(&local);
-
-    uint64_t anomalies = demo_hub_anomalies(hub);
-    demo_hub_free(hub);
-    for (int i = CH_SHM; i <= CHILD_MULTI; i++) {
-        child_finish(NULL, &children[i]);
-    }
-    /* The library removes the socket file when its listener closes; this
-     * only matters if that went wrong. */
-    if (channels[CH_UNIX].available) {
-        unlink(channels[CH_UNIX].url + strlen("unix://"));
-    }
-    if (anomalies != 0) {
-        /* Requests the hub could not answer at once; the apps repeat
-         * or time out, so this explains slowness, not failure. */
-        printf("\nhub: %llu request(s) not answered at once\n",
-               (unsigned long long)anomalies);
-    }
-    double secs = (double)(demo_now_us() - start) / 1e6;
-    fflush(stdout);
-    if (failed) {
-        fprintf(stderr, "\natbus-demo: FAILED after %.1f s:\n", secs);
-        report_failures(&local, &multi);
+        finish_all();
+        demo_mesh_free(&run.mesh);
         return 1;
     }
-    printf("\natbus-demo: ok, every message arrived intact and in order "
-           "(udp: loss counted)\nin %.1f s\n",
+    print_nodes();
+    print_links();
+    if (start_mesh() == 0) {
+        show_pairs();
+        show_traffic();
+        demo_show_failover(&run);
+        for (size_t i = 0; i < run.mesh.n; i++) {
+            uint64_t n = demo_run_unexpected(&run, (int)i);
+            demo_check(&run, n == 0,
+                       "%s received %" PRIu64 " messages it could not make "
+                       "sense of (or did not answer)",
+                       run.mesh.m[i].name, n);
+        }
+    }
+    finish_all();
+    demo_mesh_free(&run.mesh);
+    double secs = seconds_since(start);
+    fflush(stdout);
+    if (run.nfailures != 0) {
+        fprintf(stderr,
+                "\natbus-demo: FAILED, %u of %u checks, after %.1f s:\n",
+                run.failed, run.checks, secs);
+        for (size_t i = 0; i < run.nfailures; i++) {
+            fprintf(stderr, "  FAILED: %s\n", run.failures[i]);
+        }
+        return 1;
+    }
+    printf("\natbus-demo: ok, all %u checks passed in %.1f s\n", run.checks,
            secs);
     return 0;
 }

@@ -1,10 +1,13 @@
 /*
  * The demo's message format: sequence and run number, then a pattern
- * derived from both, so a receiver can check every byte it gets.
+ * derived from both, so a receiver can check every byte it gets. And the
+ * clock and string functions every part of the demo uses.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "demo.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -51,4 +54,21 @@ demo_parse(const uint8_t *buf, size_t len, uint32_t *run, uint64_t *seq)
         }
     }
     return 1;
+}
+
+char *
+demo_copy(char *dst, size_t size, const char *src)
+{
+    snprintf(dst, size, "%s", src);
+    return dst;
+}
+
+int
+demo_failf(char *buf, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
+    return -1;
 }

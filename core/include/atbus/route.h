@@ -1,6 +1,6 @@
 /*
- * atbus routing: the route registry, relations between nodes, and the
- * next hop a message takes.
+ * atbus routing: the route registry, relations between nodes, the next
+ * hop a message takes, and the direct-connect policy.
  *
  * The registry stores, per node, an ordered list of upstream relays
  * (primary first, then backups) as reported by each node ("A hangs under
@@ -20,7 +20,7 @@
  *
  * Threads: a registry belongs to one thread, except
  * atbus_route_registry_version, which any thread may call (the version is
- * an atomic counter).
+ * an atomic counter). A direct-connect policy (below) may be shared.
  *
  * Ownership: strings passed in are copied; the registry owns its nodes.
  */
@@ -170,6 +170,104 @@ ATBUS_API int atbus_route_registry_relation(atbus_route_registry *reg,
  */
 ATBUS_API uint64_t
 atbus_route_registry_version(const atbus_route_registry *reg);
+
+/* ---- Direct-connect policy ------------------------------------------- */
+
+/*
+ * A direct-connect policy says whether source S may connect straight to
+ * destination D, or must reach it through relays (and whether their
+ * traffic must be encrypted). It is an ordered list of rules over
+ * attributes of S and D; the first rule whose conditions all hold
+ * decides, otherwise the default does. Attributes come from the caller's
+ * own records through an atbus_route_attr_fn, with keys such as "name",
+ * "type", "metadata.namespace_name", "metadata.kind",
+ * "labels.area.region" or "host.hostname", so the policy depends on no
+ * record layout. Evaluate it when a connection is planned, not per
+ * message.
+ *
+ * Threads: a policy is not changed after it is built, so several threads
+ * may call atbus_route_policy_decide on it at once.
+ */
+typedef struct atbus_route_policy atbus_route_policy;
+
+/* What a policy decides for S connecting to D. */
+typedef enum atbus_route_action {
+    ATBUS_ROUTE_DIRECT = 1, /* S may connect to D directly */
+    ATBUS_ROUTE_VIA_RELAY,  /* S and D talk through relays */
+    /* S and D must never be directly connected (routed through relays) */
+    ATBUS_ROUTE_DENY,
+} atbus_route_action;
+
+typedef struct atbus_route_decision {
+    atbus_route_action action;
+    int encrypt; /* non-zero: traffic between S and D must be encrypted */
+    int rule;    /* index of the deciding rule, -1 for the default */
+} atbus_route_decision;
+
+/*
+ * atbus_route_attr_fn returns the attribute `key` of record (never NULL
+ * when called), or NULL when the record has none. The string must stay
+ * valid until the atbus_route_policy_decide call that asked for it
+ * returns.
+ */
+typedef const char *(*atbus_route_attr_fn)(const void *record, const char *key,
+                                           void *arg);
+
+/*
+ * atbus_route_policy_new creates a policy without rules: its default is
+ * DIRECT without encryption. Returns ATBUS_OK and *out (free with
+ * atbus_route_policy_free), ATBUS_EINVAL (out is NULL) or ATBUS_ENOMEM.
+ */
+ATBUS_API int atbus_route_policy_new(atbus_route_policy **out);
+
+/*
+ * atbus_route_policy_parse builds a policy from text, one statement a
+ * line ('#' starts a comment; blank lines are skipped):
+ *
+ *   dst metadata.kind=client -> deny
+ *   same labels.area.region -> direct
+ *   different labels.area.region -> relay encrypted
+ *   src metadata.kind=relay and dst type!=client -> relay
+ *   any -> direct
+ *   default -> relay encrypted
+ *
+ * A rule is "any" or conditions joined by "and": "same KEY" (both sides
+ * have KEY, with equal values), "different KEY" (not same), or SIDE
+ * KEY=VALUE / SIDE KEY!=VALUE with SIDE one of src, dst, either, both;
+ * then "->", an action (direct, relay, deny) and optionally "encrypted".
+ * "default -> ACTION" sets the action when no rule holds (without it:
+ * direct). "direct-notices on" (or "off") is accepted and kept for the
+ * notices relays may send; nothing in the public API reads it. Returns
+ * ATBUS_OK and *out (free with atbus_route_policy_free), ATBUS_EINVAL (a
+ * NULL argument or a bad line: err, if not NULL, gives the line number
+ * and the reason; *out is untouched) or ATBUS_ENOMEM.
+ */
+ATBUS_API int atbus_route_policy_parse(const char *text,
+                                       atbus_route_policy **out,
+                                       atbus_route_error *err);
+
+/* atbus_route_policy_free releases p. NULL is a no-op. */
+ATBUS_API void atbus_route_policy_free(atbus_route_policy *p);
+
+/* atbus_route_policy_rules returns how many rules p holds (0 for NULL). */
+ATBUS_API size_t atbus_route_policy_rules(const atbus_route_policy *p);
+
+/*
+ * atbus_route_policy_decide evaluates p for S (record src) connecting to
+ * D (record dst) and fills *out. The decision is directional: S is the
+ * side that would dial. Either record may be NULL (it then has no
+ * attributes), and so may attr (no record has any); attr and arg are
+ * called only during this call. p NULL acts as a policy without rules.
+ * Returns ATBUS_OK or ATBUS_EINVAL (out is NULL).
+ */
+ATBUS_API int atbus_route_policy_decide(const atbus_route_policy *p,
+                                        const void *src, const void *dst,
+                                        atbus_route_attr_fn attr, void *arg,
+                                        atbus_route_decision *out);
+
+/* atbus_route_action_name returns a static name ("DIRECT", "VIA_RELAY",
+ * "DENY"), "?" for an unknown value. Never NULL. */
+ATBUS_API const char *atbus_route_action_name(atbus_route_action action);
 
 /* atbus_relation_name returns a static name ("SELF", ...), "?" for an
  * unknown value. Never NULL. */

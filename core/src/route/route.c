@@ -1,16 +1,30 @@
 /*
- * The public route registry (atbus/route.h): a handle around the internal
- * registry, and the names of the routing enums.
+ * The public route registry and direct-connect policy (atbus/route.h):
+ * handles around the internal registry and policy, and the names of the
+ * routing enums.
  */
 #include <atbus/route.h>
 
 #include "common/alloc.h"
+#include "route/policy.h"
 #include "route/registry.h"
 #include "route/relation.h"
 
 struct atbus_route_registry {
     atb_route_registry reg;
 };
+
+/* The internal policy is opaque outside policy.c, so the handle holds a
+ * pointer to it rather than embedding it. */
+struct atbus_route_policy {
+    atb_route_policy *p;
+};
+
+/* The public actions are the internal ones, passed through by value. */
+_Static_assert((int)ATBUS_ROUTE_DIRECT == (int)ATB_ROUTE_DIRECT &&
+                   (int)ATBUS_ROUTE_VIA_RELAY == (int)ATB_ROUTE_VIA_RELAY &&
+                   (int)ATBUS_ROUTE_DENY == (int)ATB_ROUTE_DENY,
+               "atbus_route_action and atb_route_action differ");
 
 int
 atbus_route_registry_new(atbus_route_registry **out)
@@ -69,6 +83,95 @@ uint64_t
 atbus_route_registry_version(const atbus_route_registry *reg)
 {
     return reg != NULL ? atb_route_version(&reg->reg) : 0;
+}
+
+/* policy_wrap puts p in a new handle; p is freed when that fails. */
+static int
+policy_wrap(atb_route_policy *p, atbus_route_policy **out)
+{
+    atbus_route_policy *h = atb_malloc(sizeof(*h));
+    if (h == NULL) {
+        atb_route_policy_free(p);
+        return ATBUS_ENOMEM;
+    }
+    h->p = p;
+    *out = h;
+    return ATBUS_OK;
+}
+
+int
+atbus_route_policy_new(atbus_route_policy **out)
+{
+    if (out == NULL) {
+        return ATBUS_EINVAL;
+    }
+    atb_route_policy *p;
+    int rc = atb_route_policy_new(&p);
+    return rc == ATBUS_OK ? policy_wrap(p, out) : rc;
+}
+
+int
+atbus_route_policy_parse(const char *text, atbus_route_policy **out,
+                         atbus_route_error *err)
+{
+    atb_route_policy *p;
+    int rc = atb_route_policy_parse(text, out != NULL ? &p : NULL, err);
+    if (rc != ATBUS_OK) {
+        return rc;
+    }
+    rc = policy_wrap(p, out);
+    if (rc != ATBUS_OK) {
+        atb_route_error_set(err, "out of memory");
+    }
+    return rc;
+}
+
+void
+atbus_route_policy_free(atbus_route_policy *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    atb_route_policy_free(p->p);
+    atb_free(p);
+}
+
+size_t
+atbus_route_policy_rules(const atbus_route_policy *p)
+{
+    return p != NULL ? atb_route_policy_rules(p->p) : 0;
+}
+
+int
+atbus_route_policy_decide(const atbus_route_policy *p, const void *src,
+                          const void *dst, atbus_route_attr_fn attr, void *arg,
+                          atbus_route_decision *out)
+{
+    if (out == NULL) {
+        return ATBUS_EINVAL;
+    }
+    atb_route_decision dec;
+    atb_route_policy_decide(p != NULL ? p->p : NULL, src, dst, attr, arg, &dec);
+    *out = (atbus_route_decision){
+        .action = (atbus_route_action)dec.action,
+        .encrypt = dec.encrypt,
+        .rule = dec.rule,
+    };
+    return ATBUS_OK;
+}
+
+const char *
+atbus_route_action_name(atbus_route_action action)
+{
+    switch (action) {
+    case ATBUS_ROUTE_DIRECT:
+        return "DIRECT";
+    case ATBUS_ROUTE_VIA_RELAY:
+        return "VIA_RELAY";
+    case ATBUS_ROUTE_DENY:
+        return "DENY";
+    }
+    return "?";
 }
 
 const char *
