@@ -128,6 +128,26 @@ sendbuf_chunk_of(atb_sendbuf *sb, int64_t off)
     return c;
 }
 
+/* sendbuf_mark_index_hinted is sendbuf_mark_index that first tries the
+ * mark the previous fragment ended at and the next one. */
+static size_t
+sendbuf_mark_index_hinted(atb_sendbuf *sb, int64_t off)
+{
+    if (sb->mark_hint >= sb->marks_released) {
+        size_t i = (size_t)(sb->mark_hint - sb->marks_released);
+        for (size_t k = i; k < i + 2 && k < sb->marks_count; k++) {
+            if (sendbuf_mark(sb, k) >= off &&
+                (k == 0 || sendbuf_mark(sb, k - 1) < off)) {
+                sb->mark_hint = sb->marks_released + k;
+                return k;
+            }
+        }
+    }
+    size_t k = sendbuf_mark_index(sb, off);
+    sb->mark_hint = sb->marks_released + k;
+    return k;
+}
+
 void
 atb_sendbuf_frag_at(atb_sendbuf *sb, int64_t off, size_t max_units,
                     atb_sendbuf_frag *out)
@@ -135,7 +155,8 @@ atb_sendbuf_frag_at(atb_sendbuf *sb, int64_t off, size_t max_units,
     atb_sendbuf_chunk *c = sendbuf_chunk_of(sb, off);
     /* A mark exists at or after every off < end: the last unit held is
      * always one. */
-    int64_t mark = sendbuf_mark(sb, sendbuf_mark_index(sb, off));
+    size_t idx = sendbuf_mark_index_hinted(sb, off);
+    int64_t mark = sendbuf_mark(sb, idx);
     size_t left = (size_t)(mark - off); /* message bytes before the mark */
     out->data = c->data + (off - c->start);
     if (left + 1 <= max_units) {
@@ -157,6 +178,7 @@ atb_sendbuf_release(atb_sendbuf *sb, int64_t upto)
     while (sb->marks_count > 0 && sendbuf_mark(sb, 0) < upto) {
         sb->marks_head = (sb->marks_head + 1) & (sb->marks_cap - 1);
         sb->marks_count--;
+        sb->marks_released++;
     }
     while (sb->head != NULL &&
            sb->head->start + (int64_t)sb->head->used <= upto) {

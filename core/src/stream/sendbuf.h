@@ -31,6 +31,11 @@ typedef struct atb_sendbuf {
     size_t marks_head;
     size_t marks_count;
     size_t marks_cap; /* a power of two, or 0 */
+    /* Marks released so far, and the absolute number of the mark the
+     * last fragment ended at: fragments are cut in offset order, so the
+     * next one almost always ends at that mark or the one after. */
+    uint64_t marks_released;
+    uint64_t mark_hint;
     size_t chunk_size;
 } atb_sendbuf;
 
