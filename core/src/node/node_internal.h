@@ -322,6 +322,11 @@ void node_stream_on_ack(node_peer *p, node_conn *nc, const atb_pb_ack *ack);
  * that crosses relays. Returns ATBUS_OK or ATBUS_ENOMEM. */
 int node_stream_relayed_path(node_peer *p, node_conn *nc);
 
+/* node_report_undelivered counts messages given up for peer and tells
+ * the application (on_undelivered with err); 0 messages is a no-op. */
+void node_report_undelivered(atbus_node *node, const char *peer,
+                             uint64_t messages, int err);
+
 /* node_stream_give_up drops the messages p never acknowledged, reporting
  * them with err through on_undelivered; p's streams go on after them. */
 void node_stream_give_up(node_peer *p, int err);

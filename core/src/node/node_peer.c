@@ -290,12 +290,8 @@ node_peer_detach(node_conn *nc, int err)
         atb_sengine_unacked(p->eng, &messages, &units);
         node_peer_unlink(node, p);
         node_route_peer_gone(node, p->name);
-        if (messages != 0 && !node->closed) {
-            node->stats.messages_undelivered += messages;
-            if (node->cbs.on_undelivered != NULL && !node->freeing) {
-                node->cbs.on_undelivered(node, p->name, messages, err,
-                                         node->cb_arg);
-            }
+        if (!node->closed) { /* atbus_node_close reported them */
+            node_report_undelivered(node, p->name, messages, err);
         }
         node_peer_free(p);
         return;
@@ -349,14 +345,7 @@ node_peers_report_undelivered(atbus_node *node, int err)
             uint64_t messages;
             uint64_t units;
             atb_sengine_unacked(p->eng, &messages, &units);
-            if (messages == 0) {
-                continue;
-            }
-            node->stats.messages_undelivered += messages;
-            if (node->cbs.on_undelivered != NULL && !node->freeing) {
-                node->cbs.on_undelivered(node, p->name, messages, err,
-                                         node->cb_arg);
-            }
+            node_report_undelivered(node, p->name, messages, err);
         }
     }
 }

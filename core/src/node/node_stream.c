@@ -311,20 +311,26 @@ node_stream_schedule(node_peer *p)
 void
 node_stream_give_up(node_peer *p, int err)
 {
-    atbus_node *node = p->node;
     uint64_t messages;
     /* The streams go on after what is given up (RESET_OFFSET tells the
      * peer), and the receiving side stays: offsets never restart, so a
      * peer that comes back is not fed old offsets as new data. */
     atb_sengine_abandon(p->eng, &messages);
-    if (messages != 0) {
-        node->stats.messages_undelivered += messages;
-        if (node->cbs.on_undelivered != NULL && !node->freeing) {
-            node->cbs.on_undelivered(node, p->name, messages, err,
-                                     node->cb_arg);
-        }
-    }
+    node_report_undelivered(p->node, p->name, messages, err);
     stream_arm(p);
+}
+
+void
+node_report_undelivered(atbus_node *node, const char *peer, uint64_t messages,
+                        int err)
+{
+    if (messages == 0) {
+        return;
+    }
+    node->stats.messages_undelivered += messages;
+    if (node->cbs.on_undelivered != NULL && !node->freeing) {
+        node->cbs.on_undelivered(node, peer, messages, err, node->cb_arg);
+    }
 }
 
 void
