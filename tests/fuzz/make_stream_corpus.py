@@ -51,6 +51,9 @@ def seeds():
         rec(acknowledge([(1, 10, 40), (2, 0, 30)], 1000, 5)) + \
         rec(acknowledge([(1, 40, 40), (3, 5, 5)], 2000, 0)) + \
         rec(acknowledge([(1, 999999, 999999)], 0, 0))
+    # Found by fuzzing: offset + units past INT64_MAX.
+    s["offset_overflow"] = bytes([2]) + \
+        rec(packet(msgs(b"def0"), offset=(1 << 63) - 1))
     s["control_stream"] = bytes([1]) + \
         rec(packet(msgs(b"ctl"), stream_id=-2, offset=0))
     return s

@@ -321,9 +321,14 @@ START_TEST(test_protocol_violations)
     atb_spacket late = {.stream_id = 3, .offset = 0, .frags = &f, .nfrags = 1};
     ck_assert_int_eq(atb_sengine_on_packet(e, 1, &late, 2),
                      ATBUS_EFRAME_INVALID);
-    /* A negative offset, an unknown path. */
+    /* A negative offset, one where offset + units would overflow, an
+     * unknown path. */
     atb_spacket neg = {.stream_id = 4, .offset = -1};
     ck_assert_int_eq(atb_sengine_on_packet(e, 1, &neg, 3),
+                     ATBUS_EFRAME_INVALID);
+    atb_spacket huge = {
+        .stream_id = 4, .offset = INT64_MAX, .frags = &f, .nfrags = 1};
+    ck_assert_int_eq(atb_sengine_on_packet(e, 1, &huge, 3),
                      ATBUS_EFRAME_INVALID);
     ck_assert_int_eq(atb_sengine_on_packet(e, 99, &late, 3),
                      ATBUS_EFRAME_INVALID);

@@ -14,6 +14,9 @@
 /* Streams one peer may open towards us; a stream's state lives as long
  * as its peer, so this bounds what a peer can make us hold. */
 #define ENGINE_MAX_STREAMS 4096
+/* Offsets a peer may use: far beyond any stream's life (2^62 units),
+ * and low enough that offset + a frame's units never overflows. */
+#define ENGINE_MAX_OFFSET ((int64_t)1 << 62)
 
 enum rec_state {
     REC_INFLIGHT = 1, /* sent on rec->path, fate unknown */
@@ -762,7 +765,7 @@ atb_sengine_on_packet(atb_sengine *e, uint32_t path, const atb_spacket *pkt,
                       uint64_t now_us)
 {
     spath *p = engine_path(e, path);
-    if (p == NULL || pkt->offset < 0) {
+    if (p == NULL || pkt->offset < 0 || pkt->offset > ENGINE_MAX_OFFSET) {
         return ATBUS_EFRAME_INVALID;
     }
     sstream *st = engine_stream_find(e, pkt->stream_id);
